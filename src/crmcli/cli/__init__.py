@@ -1,0 +1,1 @@
+"""The Typer command tree: parse, call crmcli.core, render. No SQL here."""

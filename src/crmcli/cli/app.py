@@ -1,0 +1,151 @@
+"""The root ``crm`` app: global options and the one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from crmcli import __version__
+from importlib import import_module
+from crmcli.cli.common import reset_state, state
+from crmcli.errors import CrmError, ExitCode
+from crmcli.i18n import _
+
+
+def _report(message: str, hint: str | None = None) -> None:
+    line = _("Error: {message}").format(message=message)
+    if hint:
+        line += " " + hint
+    typer.echo(line, err=True)
+
+
+class CrmGroup(TyperGroup):
+    """Root group: maps CrmError (and driver errors) to one line on stderr and a documented exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from crmcli.core.command import current_command
+
+        tokens = [t for t in [*getattr(ctx, "_protected_args", []), *ctx.args] if not t.startswith("-")][:2]
+        token = current_command.set("crm " + " ".join(tokens))
+        try:
+            return super().invoke(ctx)
+        except CrmError as e:
+            if state().debug:
+                raise
+            _report(e.message, e.hint)
+            raise typer.Exit(int(e.exit_code)) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            typer.echo(_("Interrupted; the store is unchanged by the unfinished command."), err=True)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
+            if type(e).__module__.startswith("typer") or state().debug:
+                raise
+            if "sqlalchemy" in sys.modules or "sqlite3" in sys.modules:
+                from crmcli.store.engine import store_error_from
+
+                import sqlite3
+
+                orig = getattr(e, "orig", None)
+                if orig is not None or isinstance(e, sqlite3.Error):
+                    err = store_error_from(orig or e, state().db or "store")
+                    _report(err.message, err.hint)
+                    raise typer.Exit(int(ExitCode.ERROR)) from None
+            if isinstance(e, OSError):
+                _report(_("{error}").format(error=f"{e.strerror or e}: {e.filename}" if e.filename else str(e)))
+                raise typer.Exit(int(ExitCode.ERROR)) from None
+            _report(_("unexpected {kind}: {error}.").format(kind=type(e).__name__, error=e),
+                    _("This is a bug in crmcli; run again with --debug for the details and report it."))
+            raise typer.Exit(int(ExitCode.ERROR)) from None
+        finally:
+            current_command.reset(token)
+            state().close()
+
+
+app = typer.Typer(
+    cls=CrmGroup,
+    name="crm",
+    help=_("crmcli: keep your customers, their purchases, loyalty and feedback in one local file.\n\n"
+           "Example: crm customer add 'Ann Lee' --phone '+86 138 0013 8000'"),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    db: Annotated[Optional[str], typer.Option("--db", envvar="CRM_DB", metavar="PATH",
+                                              help=_("The store file (default: CRM_DB, else crm.sqlite in your user data folder)."))] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT",
+                                                  help=_("Default output format for commands that print rows."))] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Print data only, no messages."))] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=_("Show tracebacks for errors."))] = False,
+    mask: Annotated[bool, typer.Option("--mask", help=_("Partly hide phones and e-mails in the output."))] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help=_("Show the version and exit."))] = False,
+) -> None:
+    reset_state(db=db, format=format, quiet=quiet, debug=debug, mask=mask)
+
+
+@app.command("init", help=_("Create the store (if missing) and say where it is. Safe to run again.\n\n"
+                            "Example: crm --db shop.sqlite init --currency CNY --region CN"))
+def init(
+    currency: Annotated[Optional[str], typer.Option(help=_("Currency for a new store (ISO code, e.g. CNY)."))] = None,
+    region: Annotated[Optional[str], typer.Option(help=_("Default phone region for a new store (e.g. CN)."))] = None,
+    timezone: Annotated[Optional[str], typer.Option(help=_("Time zone for a new store (e.g. Asia/Shanghai)."))] = None,
+) -> None:
+    from crmcli.core import stores
+
+    st = state()
+    result = stores.init_store(st.db, currency=currency, region=region, timezone=timezone)
+    st._store = result.store
+    if result.created:
+        typer.echo(_("Created a new store at {path}.").format(path=result.store.location), err=True)
+    else:
+        typer.echo(_("The store at {path} is ready (nothing to do).").format(path=result.store.location), err=True)
+    typer.echo(_("Currency {currency}, phone region {region}, time zone {tz}. Change them with `crm config set`.").format(
+        currency=result.settings["currency"], region=result.settings["phone.region"] or "—",
+        tz=result.settings["timezone"]), err=True)
+    typer.echo(result.store.location)
+
+
+@app.command("demo", help=_("Build a demo store from the bundled example data and show a customer card and a summary.\n\n"
+                            "Example: crm demo   (then: crm --db crm-demo.sqlite customer list)"))
+def demo(
+    force: Annotated[bool, typer.Option("--force", help=_("Replace an existing demo store."))] = False,
+) -> None:
+    from crmcli.cli import demo as demo_cli
+
+    demo_cli.run(force=force)
+
+
+# Command groups: (name, module in crmcli.cli). Modules import only typer and i18n at load time, so
+# `crm --help` never loads SQLAlchemy (a test guards this).
+GROUPS: list[tuple[str, str]] = [
+    ("customer", "customer"),
+    ("purchase", "purchase"),
+    ("card", "card"),
+    ("config", "config"),
+]
+
+for _name, _module in GROUPS:
+    app.add_typer(import_module(f"crmcli.cli.{_module}").app, name=_name)
+
+
+def main() -> None:  # pragma: no cover - kept for `python -c 'from crmcli.cli.app import main'`
+    from crmcli.cli.entry import main as entry_main
+
+    entry_main()

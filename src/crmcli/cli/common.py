@@ -1,0 +1,130 @@
+"""What every command shares: global state, common options, confirmation, customer picking, messages."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from crmcli.errors import Ambiguous, UsageError
+from crmcli.i18n import _
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from crmcli.core.context import StoreContext
+    from crmcli.store.engine import Store
+    from crmcli.store.models import Customer
+
+FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
+
+
+@dataclass
+class State:
+    db: str | None = None
+    format: str | None = None
+    debug: bool = False
+    quiet: bool = False
+    mask: bool = False
+    _store: Any = field(default=None, repr=False)
+
+    def store(self, *, create: bool = False) -> "Store":
+        if self._store is None:
+            from crmcli.store.engine import open_store
+
+            self._store = open_store(self.db, create=create)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+_state = State()
+
+
+def state() -> State:
+    return _state
+
+
+def reset_state(**values: Any) -> State:
+    global _state
+    _state.close()
+    _state = State(**values)
+    return _state
+
+
+# ----------------------------------------------------------------------------- shared option types
+
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", "-f", help=_("Output format: table, json, jsonl, csv, tsv or markdown (default: table on a terminal, tsv otherwise)."),
+    metavar="FORMAT")]
+AsOfOpt = Annotated[Optional[str], typer.Option(
+    "--as-of", help=_("Pretend today is this date (for reproducible cron runs and reports)."), metavar="DATE")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help=_("Do not ask for confirmation (required when not on a terminal)."))]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", help=_("Show at most this many rows."), min=1)]
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def info(message: str) -> None:
+    """A message for people, on stderr; silenced by --quiet."""
+    if not _state.quiet:
+        typer.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    typer.echo(_("Warning: {message}").format(message=message), err=True)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Go on when --yes was given or the person at the terminal agrees; never prompts off a terminal."""
+    if yes:
+        return
+    if not is_interactive():
+        raise UsageError(_("{question} Not on a terminal: add --yes to confirm.").format(question=question))
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)
+
+
+def store_context(session: "Session", as_of: str | None = None) -> "StoreContext":
+    from crmcli.core.context import StoreContext
+    from crmcli.core.dates import parse_date
+
+    ctx = StoreContext.load(session)
+    if as_of:
+        ctx = ctx.at(parse_date(as_of, today=ctx.today, field="--as-of"))
+    return ctx
+
+
+def parse_day(text: str | None, ctx: "StoreContext", field_name: str) -> date | None:
+    if text is None:
+        return None
+    from crmcli.core.dates import parse_date
+
+    return parse_date(text, today=ctx.today, field=field_name)
+
+
+def pick_customer(session: "Session", ref: str, ctx: "StoreContext", *, include_deleted: bool = False) -> "Customer":
+    """Resolve a customer reference; on a terminal, several matches become a numbered choice."""
+    from crmcli.core import customers
+
+    try:
+        return customers.resolve(session, ref, ctx, include_deleted=include_deleted)
+    except Ambiguous as e:
+        if not is_interactive():
+            raise
+        options = customers.candidates(session, [int(i) for i in e.candidates])
+        typer.echo(_("'{ref}' matches several customers:").format(ref=ref), err=True)
+        for n, option in enumerate(options, 1):
+            typer.echo(f"  {n}. {option.label()}", err=True)
+        choice = typer.prompt(_("Number"), type=int, err=True)
+        if not 1 <= choice <= len(options):
+            raise UsageError(_("{n} is not one of the choices.").format(n=choice)) from None
+        return customers.get(session, options[choice - 1].id)

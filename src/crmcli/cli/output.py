@@ -1,0 +1,181 @@
+"""One renderer for every list and report: table | json | jsonl | csv | tsv | markdown.
+
+Commands build rows (dicts) and a list of Columns, then call ``emit``. JSON/CSV keys are the columns'
+``key`` and never change with the interface language; only table/markdown headings are translated.
+Money leaves here as a decimal string in machine formats ('12.50') and with its symbol in tables;
+times as ISO 8601 in the store's zone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from crmcli.cli.common import FORMATS, state
+from crmcli.errors import UsageError
+from crmcli.i18n import _
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the machine name (JSON key, CSV header)
+    label: str  # the translated heading for people
+    kind: str = "text"  # text | int | money | date | datetime | list | bool | contact
+    source: str | None = None  # the row key, when it differs from ``key``
+    justify: str | None = None
+
+
+@dataclass(frozen=True)
+class Units:
+    currency: str = "USD"
+    tz: ZoneInfo = ZoneInfo("UTC")
+    mask: bool = False
+
+
+def choose_format(fmt: str | None) -> str:
+    chosen = (fmt or state().format or ("table" if sys.stdout.isatty() else "tsv")).lower()
+    if chosen not in FORMATS:
+        raise UsageError(_("Unknown format '{format}'.").format(format=chosen),
+                         hint=_("Use one of: {formats}.").format(formats=", ".join(FORMATS)))
+    return chosen
+
+
+def machine_value(value: Any, column: Column, units: Units) -> Any:
+    """JSON-ready value with a stable type: money as decimal string, dates/times ISO, lists as lists."""
+    if value is None:
+        return None
+    if column.kind == "money":
+        from crmcli.core.money import money_str
+
+        return money_str(int(value), units.currency)
+    if column.kind == "datetime" and isinstance(value, datetime):
+        from crmcli.core.clock import utc_to_local
+
+        return utc_to_local(value, units.tz).isoformat(timespec="seconds")
+    if column.kind == "contact" and units.mask:
+        from crmcli.core.contacts import mask_email, mask_phone
+
+        return mask_email(value) if "@" in str(value) else mask_phone(str(value))
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+def text_value(value: Any, column: Column, units: Units) -> str:
+    """Human cell text for tables and markdown."""
+    if value is None:
+        return ""
+    if column.kind == "money":
+        from crmcli.core.money import format_money
+
+        return format_money(int(value), units.currency)
+    if column.kind == "datetime" and isinstance(value, datetime):
+        from crmcli.core.clock import utc_to_local
+
+        return utc_to_local(value, units.tz).strftime("%Y-%m-%d %H:%M")
+    if column.kind == "bool":
+        return _("yes") if value else _("no")
+    machine = machine_value(value, column, units)
+    if isinstance(machine, list):
+        return ", ".join(str(v) for v in machine)
+    return str(machine)
+
+
+def flat_value(value: Any, column: Column, units: Units) -> str:
+    """CSV/TSV cell: the machine value, lists joined with '; ', booleans as true/false."""
+    machine = machine_value(value, column, units)
+    if machine is None:
+        return ""
+    if isinstance(machine, bool):
+        return "true" if machine else "false"
+    if isinstance(machine, list):
+        return "; ".join(str(v) for v in machine)
+    return str(machine)
+
+
+def emit(rows: Iterable[dict[str, Any]], columns: list[Column], fmt: str | None, units: Units, *,
+         title: str | None = None, out: TextIO | None = None, empty_message: str | None = None) -> int:
+    """Write rows in the chosen format on stdout; returns how many rows were written."""
+    stream = out or sys.stdout
+    chosen = choose_format(fmt)
+    units = Units(units.currency, units.tz, units.mask or state().mask)
+    count = 0
+
+    def get(row: dict[str, Any], c: Column) -> Any:
+        return row.get(c.source or c.key)
+
+    if chosen in ("json", "jsonl"):
+        first = True
+        if chosen == "json":
+            stream.write("[")
+        for row in rows:
+            record = {c.key: machine_value(get(row, c), c, units) for c in columns}
+            text = json.dumps(record, ensure_ascii=False)
+            if chosen == "json":
+                stream.write(("\n  " if first else ",\n  ") + text)
+            else:
+                stream.write(text + "\n")
+            first = False
+            count += 1
+        if chosen == "json":
+            stream.write("\n]\n" if count else "]\n")
+        return count
+    if chosen in ("csv", "tsv"):
+        writer = csv.writer(stream, delimiter="," if chosen == "csv" else "\t", lineterminator="\n")
+        writer.writerow([c.key for c in columns])
+        for row in rows:
+            writer.writerow([flat_value(get(row, c), c, units) for c in columns])
+            count += 1
+        return count
+    materialized = [[text_value(get(row, c), c, units) for c in columns] for row in rows]
+    count = len(materialized)
+    if chosen == "markdown":
+        from tabulate import tabulate
+
+        if title:
+            stream.write(f"## {title}\n\n")
+        stream.write(tabulate(materialized, headers=[c.label for c in columns], tablefmt="github",
+                              disable_numparse=True) + "\n")
+        return count
+    if not materialized and empty_message:
+        from crmcli.cli.common import info
+
+        info(empty_message)
+        return 0
+    from rich import box
+    from rich.table import Table
+
+    from crmcli.render.console import stdout_console
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in columns:
+        justify = c.justify or ("right" if c.kind in ("money", "int") else "left")
+        table.add_column(c.label, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for cells in materialized:
+        table.add_row(*cells)
+    stdout_console(stream).print(table)
+    return count
+
+
+def emit_record(record: dict[str, Any], fmt: str | None) -> None:
+    """One JSON document (card data, a summary) for --format json."""
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(type(value).__name__)

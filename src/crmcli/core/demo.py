@@ -1,0 +1,59 @@
+"""The demo store: a small café's customers, built from the CSV files in examples/demo.
+
+Purchase and interaction dates are given as 'days ago' so the demo always looks current.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import Session
+
+from crmcli.core import customers, interactions, purchases
+from crmcli.core.context import StoreContext
+
+
+def data_dir() -> Path:
+    """Bundled in the wheel as crmcli/_demo; in a source checkout, examples/demo."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_demo", here.parent.parent / "examples" / "demo"):
+        if (candidate / "customers.csv").is_file():
+            return candidate
+    raise FileNotFoundError("demo data (examples/demo) is missing from this installation")
+
+
+def _read(name: str) -> list[dict[str, str]]:
+    with open(data_dir() / name, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load(session: Session, ctx: StoreContext) -> dict[str, int]:
+    counts = {"customers": 0, "purchases": 0, "interactions": 0}
+    for row in _read("customers.csv"):
+        data = customers.CustomerInput(
+            name=row["name"], code=row["code"], gender=row["gender"] or None, birthday=row["birthday"] or None,
+            city=row["city"] or None, occupation=row["occupation"] or None, source=row["source"] or None,
+            phones=[row["phone"]] if row["phone"] else [], emails=[row["email"]] if row["email"] else [],
+            socials=[row["social"]] if row["social"] else [],
+            tags=[t for t in row["tags"].split(";") if t],
+            preferences={"drink": row["preference"]} if row["preference"] else {},
+            consent=dict(customers.parse_consent(c) for c in row["consent"].split(";") if c))
+        customers.add_customer(session, data, ctx)
+        counts["customers"] += 1
+    for row in _read("purchases.csv"):
+        customer = customers.resolve(session, row["customer"], ctx)
+        day = ctx.today - timedelta(days=int(row["days_ago"]))
+        purchases.add_purchase(session, customer, purchases.PurchaseInput(
+            amount=row["amount"], at=f"{day.isoformat()} 10:30", product=row["product"], category=row["category"],
+            channel=row["channel"], ref=row["ref"]), ctx)
+        counts["purchases"] += 1
+    for row in _read("interactions.csv"):
+        customer = customers.resolve(session, row["customer"], ctx)
+        day = ctx.today - timedelta(days=int(row["days_ago"]))
+        interactions.log_interaction(session, customer, ctx, channel=row["channel"], summary=row["summary"],
+                                     outcome=row["outcome"] or None, next_date=row["next"] or None,
+                                     at=f"{day.isoformat()} 15:00")
+        counts["interactions"] += 1
+    return counts

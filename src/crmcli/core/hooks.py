@@ -1,0 +1,31 @@
+"""Extension points between features, named as "module:function" strings and imported on use.
+
+A feature plugs in by adding its function here; callers (purchases, the card) never change:
+- PURCHASE_HOOKS: called as fn(session, purchase_ids, ctx) in the same transaction after sales or
+  refunds are recorded (by command or import), e.g. to earn or reverse loyalty points.
+- CARD_SLOTS: slot name → fn(session, customer_id, ctx) returning a Slot or None, for the card's
+  at-a-glance row (tier, points, satisfaction, churn risk).
+- CUSTOMER_DATA: fn(session, customer_id) → (section name, JSON-able data) for privacy exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+PURCHASE_HOOKS: list[str] = []
+
+CARD_SLOTS: dict[str, str | None] = {
+    "tier": None,
+    "points": None,
+    "satisfaction": None,
+    "churn": None,
+}
+
+CUSTOMER_DATA: list[str] = []
+
+
+def load(spec: str) -> Callable[..., Any]:
+    module, _, name = spec.partition(":")
+    return getattr(import_module(module), name)  # type: ignore[no-any-return]

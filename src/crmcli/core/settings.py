@@ -1,0 +1,141 @@
+"""Settings live in the store (copying the file moves the business). Each key has a spec that
+validates values and gives the default."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, select
+
+from crmcli.errors import InvalidInput, NotFound
+from crmcli.i18n import N_, _
+from crmcli.store.models import Setting
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str  # marked with N_, translated where shown
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on", "y", "是"):
+        return True
+    if value in ("0", "false", "no", "off", "n", "否"):
+        return False
+    raise ValueError(_("expected true or false"))
+
+
+def _currency(text: str) -> str:
+    from crmcli.core.money import is_known_currency
+
+    code = text.strip().upper()
+    if not is_known_currency(code):
+        raise ValueError(_("not an ISO 4217 currency code such as CNY, USD or EUR"))
+    return code
+
+
+def _region(text: str) -> str:
+    import phonenumbers
+
+    code = text.strip().upper()
+    if code and code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(_("not a region code such as CN, US or GB"))
+    return code
+
+
+def _timezone(text: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(_("not an IANA time zone such as Asia/Shanghai or Europe/London")) from None
+    return text.strip()
+
+
+def _language(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("", "en", "zh"):
+        raise ValueError(_("expected en or zh (or empty to follow CRM_LANG and the locale)"))
+    return value
+
+
+def _prefix(text: str) -> str:
+    value = text.strip()
+    if not value or not value.isalnum() or len(value) > 8:
+        raise ValueError(_("expected 1-8 letters or digits"))
+    return value
+
+
+SPECS: dict[str, SettingSpec] = {s.key: s for s in [
+    SettingSpec("currency", "USD", _currency, N_("Currency of all amounts (ISO 4217 code).")),
+    SettingSpec("phone.region", "", _region, N_("Default region for phone numbers written without +country code.")),
+    SettingSpec("timezone", "UTC", _timezone, N_("Time zone of the business: business dates and displayed times.")),
+    SettingSpec("ui.language", "", _language, N_("Interface language: en or zh (empty: CRM_LANG, then the locale).")),
+    SettingSpec("customer.code_prefix", "C", _prefix, N_("Prefix of generated customer codes.")),
+    SettingSpec("privacy.mask", False, _bool, N_("Mask phones and e-mails in tables, cards and exports.")),
+    SettingSpec("store.demo", False, _bool, N_("Marks a demo store (crm demo may rebuild it).")),
+]}
+
+
+def register(spec: SettingSpec) -> None:
+    """Feature modules add their settings here (points rules, churn thresholds, ...)."""
+    SPECS[spec.key] = spec
+
+
+def _spec(key: str) -> SettingSpec:
+    spec = SPECS.get(key)
+    if spec is None:
+        raise NotFound(_("Unknown setting '{key}'.").format(key=key),
+                       hint=_("See the known settings with `crm config list`."))
+    return spec
+
+
+def get(session: Session, key: str) -> Any:
+    spec = _spec(key)
+    row = session.get(Setting, key)
+    return json.loads(row.value) if row is not None else spec.default
+
+
+def get_many(session: Session) -> dict[str, Any]:
+    stored = {row.key: json.loads(row.value) for row in session.exec(select(Setting))}
+    return {key: stored.get(key, spec.default) for key, spec in sorted(SPECS.items())}
+
+
+def set_value(session: Session, key: str, text: str) -> Any:
+    """Validate ``text`` for ``key``, store it and audit the change; returns the parsed value."""
+    from crmcli.core import audit
+
+    spec = _spec(key)
+    try:
+        value = spec.parse(text)
+    except ValueError as e:
+        raise InvalidInput(_("'{value}' is not valid for {key}: {reason}.").format(value=text, key=key, reason=e),
+                           field=key, value=text) from None
+    before = get(session, key)
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=json.dumps(value)))
+    else:
+        row.value = json.dumps(value)
+        session.add(row)
+    session.flush()
+    audit.record(session, entity="setting", entity_id=None, action="set",
+                 before={key: before}, after={key: value})
+    return value
+
+
+def put_defaults(session: Session, values: dict[str, Any]) -> None:
+    """Write initial values at store creation (no audit: the creation itself is audited)."""
+    for key, value in values.items():
+        _spec(key)
+        if session.get(Setting, key) is None:
+            session.add(Setting(key=key, value=json.dumps(value)))
+    session.flush()

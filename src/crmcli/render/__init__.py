@@ -1,0 +1,1 @@
+"""Rich renderables (the customer card, charts, dashboards). Imported lazily by the CLI."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, engine creation and migrations. Imported lazily by the CLI."""

@@ -1,0 +1,244 @@
+"""Locating, creating, opening and migrating the store.
+
+Every SQLite connection gets foreign keys, WAL, a busy timeout and full fsync. Writers start with
+``BEGIN IMMEDIATE`` so that two processes never deadlock upgrading a read lock to a write lock; a
+writer that waits longer than the busy timeout gets a clear "busy" error, not a half-done change.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
+
+from crmcli.errors import StoreError
+from crmcli.i18n import _
+from crmcli.store import migrations
+
+BUSY_TIMEOUT_MS = 15_000
+STORE_FILENAME = "crm.sqlite"
+
+
+def default_location() -> str:
+    """``CRM_DB`` if set, else ``crm.sqlite`` in the platform's user data directory."""
+    env = os.environ.get("CRM_DB")
+    if env:
+        return env
+    from platformdirs import user_data_path
+
+    return str(user_data_path("crmcli", appauthor=False) / STORE_FILENAME)
+
+
+def is_url(location: str) -> bool:
+    return "://" in location
+
+
+class Store:
+    """An open, migrated store. ``write()`` and ``read()`` yield sessions inside one transaction."""
+
+    def __init__(self, engine: Engine, path: Path | None) -> None:
+        self.engine = engine
+        self.path = path
+        self._immediate = engine.execution_options(crm_begin="IMMEDIATE")
+
+    @property
+    def location(self) -> str:
+        return str(self.path) if self.path else self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed when the block ends, rolled back on any exception."""
+        with translate_errors(self.location):
+            with Session(self._immediate, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with translate_errors(self.location):
+            with Session(self.engine, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def translate_errors(location: str) -> Iterator[None]:
+    """Turn driver errors into StoreError with a message that says what to do."""
+    try:
+        yield
+    except exc.DBAPIError as e:  # OperationalError, DatabaseError, ...
+        raise store_error_from(e.orig if e.orig is not None else e, location) from e
+    except sqlite3.DatabaseError as e:
+        raise store_error_from(e, location) from e
+
+
+def store_error_from(error: BaseException, location: str) -> StoreError:
+    text = str(error).lower()
+    if "readonly" in text or "read-only" in text:
+        return StoreError(_("The store {path} is read-only.").format(path=location),
+                          hint=_("Check the file's and its directory's permissions, or copy it somewhere writable."))
+    if "locked" in text or "busy" in text:
+        return StoreError(_("The store {path} is busy: another crm process kept it locked for {seconds} s.")
+                          .format(path=location, seconds=BUSY_TIMEOUT_MS // 1000),
+                          hint=_("Try again in a moment; nothing was changed."))
+    if "disk is full" in text or "database or disk is full" in text:
+        return StoreError(_("The disk holding {path} is full; nothing was changed.").format(path=location),
+                          hint=_("Free some space and run the command again."))
+    if "not a database" in text or "file is encrypted" in text:
+        return StoreError(_("{path} is not a crmcli store (not an SQLite database, or encrypted with another key).")
+                          .format(path=location),
+                          hint=_("Check the --db path or CRM_DB."))
+    if "unable to open" in text:
+        return StoreError(_("Cannot open the store {path}.").format(path=location),
+                          hint=_("Check that the directory exists and that you may write to it."))
+    if "malformed" in text or "corrupt" in text:
+        return StoreError(_("The store {path} is damaged ({error}).").format(path=location, error=error),
+                          hint=_("Restore the latest backup (crm db restore)."))
+    return StoreError(_("Database error on {path}: {error}").format(path=location, error=error))
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # We issue BEGIN ourselves (below); pysqlite's implicit transactions would defeat BEGIN IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = FULL")
+        try:
+            # Persistent once set; lets readers and one writer work at the same time.
+            cur.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            pass  # a read-only file keeps its mode; reads still work
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("crm_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Create an empty file readable by its owner only (customer data is personal data)."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def open_store(location: str | None = None, *, create: bool = False, migrate: bool = True) -> Store:
+    """Open the store at ``location`` (a path or an SQLAlchemy URL); create it when ``create``.
+
+    Raises StoreError when it is missing (and not ``create``), not a crmcli store, or from a newer crmcli.
+    """
+    explicit = location is not None or bool(os.environ.get("CRM_DB"))
+    loc = location or default_location()
+    path: Path | None = None
+    if is_url(loc):
+        url = loc
+    else:
+        path = Path(loc).expanduser().absolute()
+        if path.is_dir():
+            raise StoreError(_("{path} is a directory, not a store file.").format(path=path),
+                             hint=_("Give a file name, e.g. --db {path}").format(path=path / STORE_FILENAME))
+        if not path.exists():
+            if not create:
+                raise StoreError(_("No crmcli store at {path}.").format(path=path),
+                                 hint=_("Create one with `crm init` (or `crm --db FILE init`), or point --db / CRM_DB at an existing store."))
+            if not path.parent.is_dir():
+                if explicit:
+                    raise StoreError(_("The directory {dir} does not exist.").format(dir=path.parent),
+                                     hint=_("Create it first (mkdir -p {dir}) or choose another --db path.").format(dir=path.parent))
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                create_sqlite_file(path)
+            except OSError as e:
+                raise StoreError(_("Cannot create the store {path}: {error}").format(path=path, error=e.strerror),
+                                 hint=_("Check that you may write to {dir}.").format(dir=path.parent)) from e
+        url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    store = Store(engine, path)
+    if migrate:
+        migrate_store(store)
+    return store
+
+
+def applied_migrations(conn: Connection) -> list[str]:
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("schema_migration"):
+        if inspector.get_table_names():
+            raise StoreError(_("This database holds tables but is not a crmcli store."),
+                             hint=_("Point --db at a crmcli store, or at a new file name to create one."))
+        return []
+    return [row[0] for row in conn.execute(sa.text("SELECT name FROM schema_migration ORDER BY applied_at, name"))]
+
+
+def migrate_store(store: Store) -> list[str]:
+    """Apply pending migrations in one transaction (after a file backup for an existing SQLite store)."""
+    with translate_errors(store.location):
+        with store.engine.connect() as conn:
+            done = applied_migrations(conn)
+            conn.rollback()
+        unknown = [m for m in done if m not in migrations.MIGRATIONS]
+        if unknown:
+            raise StoreError(
+                _("The store {path} was written by a newer crmcli (schema {schema}).").format(
+                    path=store.location, schema=unknown[-1]),
+                hint=_("Upgrade crmcli (pip install -U crmcli); this version does not change the file."))
+        pending = [m for m in migrations.MIGRATIONS if m not in done]
+        if not pending:
+            return []
+        if done and store.path is not None:
+            backup_before_migration(store, pending[0])
+        with store._immediate.connect() as conn:
+            with conn.begin():
+                # Another process may have migrated while we waited for the write lock.
+                done = applied_migrations(conn) if sa.inspect(conn).has_table("schema_migration") else []
+                pending = [m for m in migrations.MIGRATIONS if m not in done]
+                if not done:
+                    conn.execute(sa.text(
+                        "CREATE TABLE IF NOT EXISTS schema_migration (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"))
+                for name in pending:
+                    migrations.upgrade_function(name)(conn)
+                    conn.execute(sa.text("INSERT INTO schema_migration (name, applied_at) VALUES (:n, :t)"),
+                                 {"n": name, "t": datetime.now(timezone.utc).replace(tzinfo=None)})
+        return pending
+
+
+def backup_before_migration(store: Store, first_pending: str) -> Path:
+    assert store.path is not None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    dest = store.path.with_name(f"{store.path.name}.pre-{first_pending}-{stamp}.bak")
+    src = sqlite3.connect(store.path)
+    try:
+        create_sqlite_file(dest)
+        dst = sqlite3.connect(dest)
+        with dst:
+            src.backup(dst)
+        dst.close()
+    finally:
+        src.close()
+    shutil.copymode(store.path, dest)
+    return dest
+
+
+def schema_version(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return applied_migrations(conn)

@@ -1,0 +1,120 @@
+"""Shared fixtures: every test gets its own store file, English messages, no colour, a fixed width,
+an in-memory keyring and a fixed time zone for the store."""
+
+from __future__ import annotations
+
+import os
+
+# Before crmcli is imported: help texts are translated at import time.
+os.environ["CRM_LANG"] = "en"
+os.environ["NO_COLOR"] = "1"
+os.environ["COLUMNS"] = "100"
+os.environ.pop("CRM_DB", None)
+
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import keyring  # noqa: E402
+import pytest  # noqa: E402
+from keyring.backend import KeyringBackend  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from crmcli.cli.app import app  # noqa: E402
+
+
+class MemoryKeyring(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.data.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.data[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.data.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    backend = MemoryKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+class Cli:
+    """Runs `crm` in-process against one store file; results keep stdout and stderr apart."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, ok: bool | None = None) -> Any:
+        result = self.runner.invoke(app, ["--db", str(self.db), *args], input=input, catch_exceptions=False)
+        if ok is True:
+            assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+        return result
+
+    def ok(self, *args: str, input: str | None = None) -> Any:
+        return self(*args, input=input, ok=True)
+
+    def json(self, *args: str) -> Any:
+        import json
+
+        return json.loads(self.ok(*args, "--format", "json").stdout)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "shop.sqlite"
+
+
+@pytest.fixture
+def cli(db_path: Path) -> Cli:
+    """A CLI bound to a fresh, initialised store (CNY, region CN, Asia/Shanghai)."""
+    c = Cli(db_path)
+    c.ok("init", "--currency", "CNY", "--region", "CN", "--timezone", "Asia/Shanghai")
+    return c
+
+
+@pytest.fixture
+def store(cli: Cli) -> Iterator[Any]:
+    from crmcli.store.engine import open_store
+
+    s = open_store(str(cli.db))
+    yield s
+    s.dispose()
+
+
+def snapshot_db(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to assert that a failed command changed nothing."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def unchanged(db_path: Path) -> Callable[[], Any]:
+    """Call once to take a snapshot; call the returned function to assert the store is the same."""
+
+    def take() -> Callable[[], None]:
+        before = snapshot_db(db_path)
+
+        def check() -> None:
+            assert snapshot_db(db_path) == before, "the store changed"
+
+        return check
+
+    return take
