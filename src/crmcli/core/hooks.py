@@ -6,6 +6,10 @@ A feature plugs in by adding its function here; callers (purchases, the card) ne
 - CARD_SLOTS: slot name → fn(session, customer_id, ctx) returning a Slot or None, for the card's
   at-a-glance row (tier, points, satisfaction, churn risk).
 - CUSTOMER_DATA: fn(session, customer_id) → (section name, JSON-able data) for privacy exports.
+- CLASSIFICATION: fn(session, customer_id) → {"tier": "A"|"B"|"C"|None, "level": name|None,
+  "points_multiplier": Decimal|None} (set by the tiers feature; the points feature reads it).
+- CUSTOMER_ERASE: fn(session, customer_id) called by `customer forget` to erase feature-owned personal data
+  (free-text comments, survey answers' text, ...).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ CARD_SLOTS: dict[str, str | None] = {
 }
 
 CUSTOMER_DATA: list[str] = []
+
+CLASSIFICATION: str | None = None
+
+CUSTOMER_ERASE: list[str] = []
 
 
 def load(spec: str) -> Callable[..., Any]:
