@@ -81,7 +81,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"crm {__version__}")
+        typer.echo(f"crm {__version__}")  # i18n: not text
         raise typer.Exit()
 
 
