@@ -9,10 +9,14 @@ import typer
 from typer.core import TyperGroup
 
 from crmcli import __version__
+from crmcli.cli import typer_i18n
 from importlib import import_module
 from crmcli.cli.common import reset_state, state
 from crmcli.errors import CrmError, ExitCode
 from crmcli.i18n import _
+
+
+typer_i18n.apply()
 
 
 def _report(message: str, hint: str | None = None) -> None:
