@@ -74,6 +74,43 @@ def _prefix(text: str) -> str:
     return value
 
 
+def _host(text: str) -> str:
+    value = text.strip()
+    if value and (any(ch.isspace() for ch in value) or "/" in value or len(value) > 253):
+        raise ValueError(_("expected a host name such as smtp.example.com (or empty)"))
+    return value
+
+
+def _port(text: str) -> int:
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(_("expected a port number from 1 to 65535"))
+    return int(value)
+
+
+def _line(text: str) -> str:
+    value = text.strip()
+    if any(ord(ch) < 32 for ch in value) or len(value) > 320:
+        raise ValueError(_("expected one short line of text"))
+    return value
+
+
+def _sender(text: str) -> str:
+    from email.utils import parseaddr
+
+    value = _line(text)
+    if value and "@" not in parseaddr(value)[1]:
+        raise ValueError(_("expected an address such as shop@example.com or 'My Shop <shop@example.com>'"))
+    return value
+
+
+def _followup_priority(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("none", "low", "normal", "high", "urgent"):
+        raise ValueError(_("expected low, normal, high, urgent or none"))
+    return value
+
+
 SPECS: dict[str, SettingSpec] = {s.key: s for s in [
     SettingSpec("currency", "USD", _currency, N_("Currency of all amounts (ISO 4217 code).")),
     SettingSpec("phone.region", "", _region, N_("Default region for phone numbers written without +country code.")),
@@ -82,6 +119,13 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
     SettingSpec("customer.code_prefix", "C", _prefix, N_("Prefix of generated customer codes.")),
     SettingSpec("privacy.mask", False, _bool, N_("Mask phones and e-mails in tables, cards and exports.")),
     SettingSpec("store.demo", False, _bool, N_("Marks a demo store (crm demo may rebuild it).")),
+    SettingSpec("smtp.host", "", _host, N_("SMTP server for survey e-mails (the password is kept in the keyring).")),
+    SettingSpec("smtp.port", 587, _port, N_("SMTP port (587 with STARTTLS; 465 means TLS from the start).")),
+    SettingSpec("smtp.user", "", _line, N_("SMTP login name (empty: no login).")),
+    SettingSpec("smtp.from", "", _sender, N_("Sender of survey e-mails, e.g. 'My Shop <shop@example.com>'.")),
+    SettingSpec("smtp.starttls", True, _bool, N_("Upgrade the SMTP connection with STARTTLS.")),
+    SettingSpec("survey.followup_priority", "high", _followup_priority,
+                N_("Priority of the follow-up opened for a detractor (NPS 0-6, CSAT 1-2); none to turn it off.")),
 ]}
 
 
