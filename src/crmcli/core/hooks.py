@@ -18,16 +18,16 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-PURCHASE_HOOKS: list[str] = []
+PURCHASE_HOOKS: list[str] = ["crmcli.core.points.earning:on_purchases"]
 
 CARD_SLOTS: dict[str, str | None] = {
     "tier": None,
-    "points": None,
+    "points": "crmcli.core.points.card:card_slot",
     "satisfaction": None,
     "churn": None,
 }
 
-CUSTOMER_DATA: list[str] = []
+CUSTOMER_DATA: list[str] = ["crmcli.core.points.card:customer_data"]
 
 CLASSIFICATION: str | None = None
 

@@ -111,6 +111,15 @@ def _followup_priority(text: str) -> str:
     return value
 
 
+def _points(name: str) -> Callable[[str], Any]:
+    """A parser from crmcli.core.points.rules, imported when a value is set."""
+    def parse(text: str) -> Any:
+        from crmcli.core.points import rules
+
+        return getattr(rules, name)(text)
+    return parse
+
+
 SPECS: dict[str, SettingSpec] = {s.key: s for s in [
     SettingSpec("currency", "USD", _currency, N_("Currency of all amounts (ISO 4217 code).")),
     SettingSpec("phone.region", "", _region, N_("Default region for phone numbers written without +country code.")),
@@ -126,6 +135,25 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
     SettingSpec("smtp.starttls", True, _bool, N_("Upgrade the SMTP connection with STARTTLS.")),
     SettingSpec("survey.followup_priority", "high", _followup_priority,
                 N_("Priority of the follow-up opened for a detractor (NPS 0-6, CSAT 1-2); none to turn it off.")),
+    SettingSpec("points.enabled", False, _points("enabled"), N_("Loyalty points: earn automatically on purchases.")),
+    SettingSpec("points.rate", "1", _points("rate"), N_("Points per currency unit of spend (before multipliers).")),
+    SettingSpec("points.rounding", "floor", _points("rounding"), N_("Rounding of earned points: floor or half-up.")),
+    SettingSpec("points.min_purchase", "0", _points("amount"), N_("Smallest purchase amount that earns points.")),
+    SettingSpec("points.lock_days", 0, _points("days"), N_("Days before earned points can be spent (return window).")),
+    SettingSpec("points.expiry", "never", _points("expiry"),
+                N_("When points expire: never, 365d, month-end:N or year-end:N (N months after earning).")),
+    SettingSpec("points.multiplier.birthday", "1", _points("multiplier"), N_("Points multiplier in the birthday month.")),
+    SettingSpec("points.multiplier.category", {}, _points("multipliers"),
+                N_("Points multipliers by product category, e.g. coffee=2,tea=1.5.")),
+    SettingSpec("points.multiplier.level", {}, _points("multipliers"),
+                N_("Points multipliers by membership level or tier, e.g. gold=1.5,A=1.2.")),
+    SettingSpec("points.birthday_bonus", 0, _points("count"), N_("Points granted once in each birthday month.")),
+    SettingSpec("points.referral.referrer", 0, _points("count"),
+                N_("Points for the referrer when a referred customer makes a first purchase.")),
+    SettingSpec("points.referral.referee", 0, _points("count"),
+                N_("Points for the referred customer on their first purchase.")),
+    SettingSpec("points.redemption_value", "0.01", _points("amount"),
+                N_("Value of one point in currency units (for liability reports).")),
 ]}
 
 
