@@ -12,6 +12,13 @@ from crmcli.errors import InvalidInput
 from crmcli.i18n import _, current_language
 
 _AMOUNT = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?$")
+#: Largest accepted amount, in major units (a trillion: far above any one sale, far below int64 minor units).
+MAX_AMOUNT_UNITS = 10**12
+
+
+def _short(text: object) -> str:
+    s = str(text)
+    return s if len(s) <= 40 else s[:37] + "…"
 
 
 def precision(currency: str) -> int:
@@ -20,33 +27,47 @@ def precision(currency: str) -> int:
     return int(get_currency_precision(currency))
 
 
+# ISO 4217 codes that are not money a shop is paid in: precious metals, bond-market units, SDRs, the
+# testing code and "no currency".
+NOT_MONEY = frozenset({"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"})
+
+
 def is_known_currency(code: str) -> bool:
     from babel.numbers import list_currencies
 
-    return code.upper() in list_currencies()
+    code = code.upper()
+    return code in list_currencies() and code not in NOT_MONEY
 
 
 def parse_amount(text: str, currency: str, *, field: str = "amount", allow_zero: bool = True) -> int:
-    """'12', '12.5', '1,234.50' → minor units. Negative, too many decimals or junk → InvalidInput."""
+    """'12', '12.5', '1,234.50', '12.500' → minor units. Negative, more decimals than the currency has,
+    too large (a trillion or more) or junk → InvalidInput naming the value (and the field, unless it is
+    plainly 'amount')."""
     s = str(text).strip()
     digits = precision(currency)
+    shown = _short(text)
+    where = "" if field == "amount" else " " + _("for {field}").format(field=field)
     if s.startswith("-"):
-        raise InvalidInput(_("Amount '{value}' for {field} is negative.").format(value=text, field=field),
-                           field=field, value=text, hint=_("Amounts are positive; record a refund with `crm purchase refund`."))
+        raise InvalidInput(_("Amount '{value}'{where} is negative.").format(value=shown, where=where),
+                           field=field, value=text,
+                           hint=_("Amounts are positive; record a refund with `crm purchase refund`."))
     if not _AMOUNT.match(s):
-        raise InvalidInput(_("'{value}' is not an amount for {field}.").format(value=text, field=field),
-                           field=field, value=text, hint=_("Write digits with an optional decimal point, e.g. 128 or 99.50."))
+        raise InvalidInput(_("'{value}' is not an amount{where}.").format(value=shown, where=where),
+                           field=field, value=text,
+                           hint=_("Write digits with an optional decimal point, e.g. 128 or 99.50."))
     value = Decimal(s.replace(",", ""))
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # the pattern admits finite numbers only
-    if -exponent > digits:
-        raise InvalidInput(_("Amount '{value}' has more decimals than {currency} allows ({digits}).").format(
-            value=text, currency=currency, digits=digits), field=field, value=text)
+    if value >= MAX_AMOUNT_UNITS:  # checked before any arithmetic: '1' followed by 10,000 zeros is text, not money
+        raise InvalidInput(_("Amount '{value}'{where} is too large.").format(value=shown, where=where),
+                           field=field, value=text,
+                           hint=_("Amounts must be below {max}.").format(max=f"{MAX_AMOUNT_UNITS:,}"))
+    if value != value.quantize(Decimal(1).scaleb(-digits)):  # '12.50' and '12.500' fine, '12.345' not
+        raise InvalidInput(_("Amount '{value}'{where} has more decimals than {currency} allows ({digits}).").format(
+            value=shown, where=where, currency=currency, digits=digits), field=field, value=text,
+            hint=_("Round it to {digits} decimals.").format(digits=digits))
     minor = int(value.scaleb(digits))
     if minor == 0 and not allow_zero:
-        raise InvalidInput(_("Amount for {field} must be greater than zero.").format(field=field), field=field, value=text)
-    if minor > 10**15:
-        raise InvalidInput(_("Amount '{value}' is too large.").format(value=text), field=field, value=text)
+        raise InvalidInput(_("Amount '{value}'{where} must be greater than zero.").format(value=shown, where=where),
+                           field=field, value=text, hint=_("Give the amount, e.g. 128 or 99.50."))
     return minor
 
 
