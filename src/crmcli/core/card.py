@@ -59,8 +59,9 @@ def build_card(session: Session, customer: Customer, ctx: StoreContext, *, recen
         else:
             contacts["social"].append({"network": row["label"], "handle": row["value"]})
     contacts["preferred_channel"] = customer.preferred_channel
-    consent = {c.channel: {"granted": c.granted, "at": c.changed_at}
-               for c in session.execute(select(Consent).where(Consent.customer_id == cid)).scalars()}
+    consent = {c.channel: {"granted": c.granted, "at": utc_to_local(c.changed_at, ctx.tz), "source": c.source}
+               for c in session.execute(select(Consent).where(Consent.customer_id == cid)
+                                        .order_by(Consent.channel)).scalars()}
     pref_t = Preference.__table__
     prefs = {r.key: r.value for r in session.execute(select(pref_t).where(pref_t.c.customer_id == cid).order_by(pref_t.c.key))}
     tag_t = CustomerTag.__table__
@@ -77,8 +78,10 @@ def build_card(session: Session, customer: Customer, ctx: StoreContext, *, recen
                   "age": age_on(customer.birthday, ctx.today) if customer.birthday else None,
                   "occupation": customer.occupation, "company": customer.company, "address": customer.address,
                   "city": customer.city, "source": customer.source,
-                  "referred_by": f"{referred.code} {referred.name}" if referred else None,
+                  "referred_by": ({"id": referred.id, "code": referred.code, "name": referred.name}
+                                  if referred else None),
                   "notes": customer.notes, "created_at": utc_to_local(customer.created_at, ctx.tz),
+                  "updated_at": utc_to_local(customer.updated_at, ctx.tz),
                   "deleted": customer.deleted_at is not None},
         contacts=contacts, consent=consent, purchases=purchases.summary(session, cid),
         recent_purchases=purchases.list_purchases(session, ctx, customer_id=cid, limit=recent),
@@ -107,3 +110,12 @@ def card_json(card: CardData) -> dict[str, Any]:
         "satisfaction": card.slots["satisfaction"].data if card.slots.get("satisfaction") else None,
         "churn": card.slots["churn"].data if card.slots.get("churn") else None,
     }
+
+
+def mask_card_json(payload: dict[str, Any]) -> dict[str, Any]:
+    """Partly hide the phones and e-mails of ``card_json`` output in place (for --mask / privacy.mask)."""
+    from crmcli.core.contacts import mask_email, mask_phone
+
+    payload["contacts"]["phones"] = [mask_phone(p) for p in payload["contacts"]["phones"]]
+    payload["contacts"]["emails"] = [mask_email(e) for e in payload["contacts"]["emails"]]
+    return payload

@@ -145,15 +145,20 @@ class CustomerRef:
 def primary_contacts(session: Session, ids: Sequence[int]) -> dict[int, dict[str, str]]:
     """{customer_id: {'phone': first phone, 'email': first email}} in one query."""
     out: dict[int, dict[str, str]] = {i: {} for i in ids}
-    if not ids:
-        return out
-    rows = session.execute(
-        select(CP.c.customer_id, CP.c.kind, CP.c.value)
-        .where(CP.c.customer_id.in_(list(ids)), CP.c.kind.in_(("phone", "email")))
-        .order_by(CP.c.customer_id, CP.c.position, CP.c.id))
-    for cid, kind, value in rows:
-        out[cid].setdefault(kind, value)
+    for chunk in chunked(ids):
+        rows = session.execute(
+            select(CP.c.customer_id, CP.c.kind, CP.c.value)
+            .where(CP.c.customer_id.in_(chunk), CP.c.kind.in_(("phone", "email")))
+            .order_by(CP.c.customer_id, CP.c.position, CP.c.id))
+        for cid, kind, value in rows:
+            out[cid].setdefault(kind, value)
     return out
+
+
+def chunked(ids: Sequence[int], size: int = 5000) -> list[list[int]]:
+    """Id lists cut to a size every SQLite build accepts as bound parameters of one IN (...)."""
+    values = list(ids)
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _refs(session: Session, ids: Sequence[int]) -> list[CustomerRef]:
@@ -216,6 +221,11 @@ def resolve(session: Session, ref: str, ctx: StoreContext, *, include_deleted: b
     NotFound when nothing matches; Ambiguous (with the candidates) when several do.
     """
     found = find_ids(session, ref, ctx, include_deleted=include_deleted)
+    if not found and not include_deleted:
+        gone = _refs(session, find_ids(session, ref, ctx, include_deleted=True))
+        if len(gone) == 1:
+            raise NotFound(_("{customer} is deleted.").format(customer=gone[0].label()),
+                           hint=_("Bring it back with `crm customer restore {code}`.").format(code=gone[0].code))
     if not found:
         raise NotFound(_("No customer matches '{ref}'.").format(ref=ref),
                        hint=_("Try `crm customer search {ref}`, or give the code, phone or e-mail.").format(ref=ref))
@@ -241,11 +251,13 @@ def get(session: Session, customer_id: int) -> Customer:
 
 
 def owners_of(session: Session, kind: str, values: Sequence[str], *, exclude_id: int | None = None) -> list[CustomerRef]:
-    """Live customers that already have one of these phones/e-mails."""
+    """Live customers that already have one of these phones/e-mails (e-mails compared ignoring case)."""
     if not values:
         return []
+    match = (func.lower(CP.c.value).in_([v.lower() for v in values]) if kind == "email"
+             else CP.c.value.in_(list(values)))
     stmt = (select(CP.c.customer_id).distinct().join(C, C.c.id == CP.c.customer_id)
-            .where(CP.c.kind == kind, CP.c.value.in_(list(values)), C.c.deleted_at.is_(None), C.c.erased_at.is_(None)))
+            .where(CP.c.kind == kind, match, C.c.deleted_at.is_(None), C.c.erased_at.is_(None)))
     if exclude_id is not None:
         stmt = stmt.where(CP.c.customer_id != exclude_id)
     return _refs(session, [r[0] for r in session.execute(stmt)])
@@ -278,18 +290,21 @@ def next_code(session: Session, prefix: str) -> str:
 
 def _validated_contacts(data: CustomerInput, ctx: StoreContext) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     phones = list(dict.fromkeys(normalize_phone(p, ctx.region) for p in data.phones))
-    emails = list(dict.fromkeys(normalize_email(e) for e in data.emails))
+    emails = list({e.lower(): e for e in (normalize_email(e) for e in data.emails)}.values())
     socials = list(dict.fromkeys(parse_social(s) for s in data.socials))
     return phones, emails, socials
 
 
 def _check_duplicates(session: Session, phones: list[str], emails: list[str], exclude_id: int | None = None) -> None:
     for kind, values in (("phone", phones), ("email", emails)):
-        owners = owners_of(session, kind, values, exclude_id=exclude_id)
-        if owners:
-            raise Conflict(_("That {kind} already belongs to {customer}.").format(
-                kind=_(kind), customer=owners[0].label()),
-                hint=_("Edit that customer instead, or pass --allow-duplicate to keep both."))
+        if not owners_of(session, kind, values, exclude_id=exclude_id):
+            continue
+        for value in values:  # name the first value that is taken, and by whom
+            owners = owners_of(session, kind, [value], exclude_id=exclude_id)
+            if owners:
+                raise Conflict(_("The {kind} {value} already belongs to {customer}.").format(
+                    kind=_(kind), value=value, customer=owners[0].label()),
+                    hint=_("Edit that customer instead, or pass --allow-duplicate to keep both."))
 
 
 def _scalar_fields(data: CustomerInput, ctx: StoreContext, session: Session, *, editing: bool) -> dict[str, Any]:
@@ -315,7 +330,7 @@ def _scalar_fields(data: CustomerInput, ctx: StoreContext, session: Session, *, 
         else:
             values["birthday"] = None
     if data.next_follow_up is not None:
-        values["next_follow_up"] = (parse_date(data.next_follow_up, today=ctx.today, field="follow-up")
+        values["next_follow_up"] = (parse_date(data.next_follow_up, today=ctx.today, field="follow-up", future=True)
                                     if data.next_follow_up.strip() else None)
     if data.preferred_channel is not None:
         values["preferred_channel"] = parse_channel(data.preferred_channel, "preferred channel") \
@@ -371,6 +386,11 @@ def _write_contacts(session: Session, customer_id: int, phones: list[str], email
 
 def _set_consent(session: Session, customer_id: int, channel: str, granted: bool, at: datetime,
                  source: str | None = None) -> None:
+    """Record consent (or its withdrawal) with the time and, by default, the command that recorded it."""
+    if source is None:
+        from crmcli.core.command import current_command
+
+        source = current_command.get()
     row = session.get(Consent, (customer_id, channel))
     if row is None:
         session.add(Consent(customer_id=customer_id, channel=channel, granted=granted, changed_at=at, source=source))
@@ -407,15 +427,18 @@ def edit_customer(session: Session, customer: Customer, change: CustomerEdit, ct
     phones, emails, socials = _validated_contacts(add, ctx)
     if not allow_duplicate:
         _check_duplicates(session, phones, emails, exclude_id=cid)
-    existing = {(r.kind, r.label, r.value) for r in session.execute(
+    # E-mails compare ignoring case (the stored spelling is kept); phones are E.164 already.
+    existing = {(r.kind, r.label, r.value.lower() if r.kind == "email" else r.value) for r in session.execute(
         select(CP.c.kind, CP.c.label, CP.c.value).where(CP.c.customer_id == cid))}
     for kind, raw_list, normalizer in (("phone", change.remove_phones, lambda v: normalize_phone(v, ctx.region)),
-                                       ("email", change.remove_emails, normalize_email)):
+                                       ("email", change.remove_emails, lambda v: normalize_email(v).lower())):
         for raw in raw_list:
             value = normalizer(raw)
             if (kind, None, value) not in existing:
-                raise NotFound(_("{customer} has no {kind} {value}.").format(customer=customer.code, kind=_(kind), value=raw))
-            session.execute(delete(CP).where(CP.c.customer_id == cid, CP.c.kind == kind, CP.c.value == value))
+                raise NotFound(_("{customer} has no {kind} {value}.").format(customer=customer.code, kind=_(kind), value=raw),
+                               hint=_("See the record with `crm customer show {code}`.").format(code=customer.code))
+            column = func.lower(CP.c.value) if kind == "email" else CP.c.value
+            session.execute(delete(CP).where(CP.c.customer_id == cid, CP.c.kind == kind, column == value))
     for raw in change.remove_socials:
         network, handle = parse_social(raw)
         if ("social", network, handle) not in existing:
@@ -423,7 +446,7 @@ def edit_customer(session: Session, customer: Customer, change: CustomerEdit, ct
         session.execute(delete(CP).where(CP.c.customer_id == cid, CP.c.kind == "social", CP.c.label == network,
                                          CP.c.value == handle))
     phones = [p for p in phones if ("phone", None, p) not in existing]
-    emails = [e for e in emails if ("email", None, e) not in existing]
+    emails = [e for e in emails if ("email", None, e.lower()) not in existing]
     socials = [s for s in socials if ("social", s[0], s[1]) not in existing]
     top = session.execute(select(func.max(CP.c.position)).where(CP.c.customer_id == cid)).scalar()
     _write_contacts(session, cid, phones, emails, socials, start=(top if top is not None else -1) + 1)
@@ -586,9 +609,9 @@ def list_customers(session: Session, flt: ListFilter, ctx: StoreContext) -> list
 
 def tags_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    if ids:
+    for chunk in chunked(ids):
         for cid, tag in session.execute(select(TAG.c.customer_id, TAG.c.tag)
-                                        .where(TAG.c.customer_id.in_(list(ids))).order_by(TAG.c.tag)):
+                                        .where(TAG.c.customer_id.in_(chunk)).order_by(TAG.c.tag)):
             out.setdefault(cid, []).append(tag)
     return out
 

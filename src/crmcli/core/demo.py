@@ -56,4 +56,12 @@ def load(session: Session, ctx: StoreContext) -> dict[str, int]:
                                      outcome=row["outcome"] or None, next_date=row["next"] or None,
                                      at=f"{day.isoformat()} 15:00")
         counts["interactions"] += 1
+    # The demo's customers have been customers since their first purchase, not since the demo was built.
+    from sqlalchemy import exists, func, select, update
+
+    from crmcli.store.models import Customer, Purchase
+
+    C, P = Customer.__table__, Purchase.__table__
+    first = select(func.min(P.c.purchased_at)).where(P.c.customer_id == C.c.id).scalar_subquery()
+    session.execute(update(C).where(exists().where(P.c.customer_id == C.c.id)).values(created_at=first))
     return counts

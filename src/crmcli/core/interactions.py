@@ -12,7 +12,7 @@ from crmcli.core import audit
 from crmcli.core.clock import local_to_utc, utc_to_local, utcnow
 from crmcli.core.context import StoreContext
 from crmcli.core.customers import clean_text, mark_follow_up, parse_channel
-from crmcli.core.dates import parse_date, parse_datetime
+from crmcli.core.dates import moment, parse_date, parse_datetime
 from crmcli.errors import InvalidInput
 from crmcli.i18n import _
 from crmcli.store.models import AuditEntry, Customer, Interaction, Purchase
@@ -27,18 +27,20 @@ def log_interaction(session: Session, customer: Customer, ctx: StoreContext, *, 
         raise InvalidInput(_("The summary must not be empty."), field="summary", value=summary,
                            hint=_("Say what happened, e.g. --summary 'Called about the new menu'."))
     if at:
-        local = parse_datetime(at, today=ctx.today, field="at")
-        if local.date() > ctx.today:
-            raise InvalidInput(_("{field} {value} is in the future.").format(field="--at", value=at), field="at", value=at)
+        local = parse_datetime(at, today=ctx.today, field="--at")
         occurred = local_to_utc(local, ctx.tz)
+        if utc_to_local(occurred, ctx.tz).date() > ctx.today:
+            raise InvalidInput(_("{field} {value} is in the future.").format(field="--at", value=at), field="at",
+                               value=at, hint=_("Log contacts that happened; plan the next one with --next."))
     else:
-        occurred = utcnow()
+        occurred = moment(ctx.today, ctx.tz)
     follow: date | None = None
     if next_date:
-        follow = parse_date(next_date, today=ctx.today, field="next")
+        follow = parse_date(next_date, today=ctx.today, field="--next", future=True)
         if follow < ctx.today:
             raise InvalidInput(_("The next follow-up {date} is in the past.").format(date=follow), field="next",
                                value=next_date, hint=_("Give a future date, e.g. --next 'in 2 weeks' or --next 2025-01-15."))
+    old_follow_up = customer.next_follow_up
     row = Interaction(customer_id=customer.id, channel=ch, summary=text,
                       outcome=clean_text(outcome, "outcome", max_len=500) or None if outcome else None,
                       occurred_at=occurred, next_date=follow, actor=audit.actor(), created_at=utcnow())
@@ -47,8 +49,9 @@ def log_interaction(session: Session, customer: Customer, ctx: StoreContext, *, 
     session.flush()
     assert row.id is not None
     audit.record(session, entity="interaction", entity_id=row.id, customer_id=customer.id, action="add",
+                 before={"next_follow_up": old_follow_up},
                  after={"channel": ch, "summary": text, "outcome": row.outcome, "next_date": follow,
-                        "occurred_at": occurred})
+                        "occurred_at": occurred, "next_follow_up": customer.next_follow_up})
     return row
 
 
@@ -88,5 +91,16 @@ def _change_text(entry: AuditEntry) -> str:
         return _("record created")
     after = json.loads(entry.after) if entry.after else {}
     before = json.loads(entry.before) if entry.before else {}
-    parts = [f"{k}: {before.get(k)!s} → {after.get(k)!s}" for k in sorted(set(after) | set(before))]
-    return "; ".join(parts)[:300]
+
+    def show(value: Any) -> str:
+        if value is None or value == "" or value == [] or value == {}:
+            return "—"
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={v}" for k, v in value.items())
+        return str(value)
+
+    parts = [f"{k}: {show(before.get(k))} → {show(after.get(k))}" for k in sorted(set(after) | set(before))]
+    text = "; ".join(parts)
+    return text if len(text) <= 300 else text[:299] + "…"

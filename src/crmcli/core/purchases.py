@@ -17,8 +17,8 @@ from crmcli.core import audit, hooks
 from crmcli.core.clock import local_to_utc, start_of_day_utc, utc_to_local, utcnow
 from crmcli.core.context import StoreContext
 from crmcli.core.customers import clean_text
-from crmcli.core.dates import parse_datetime
-from crmcli.core.money import format_money, parse_amount
+from crmcli.core.dates import moment, parse_datetime
+from crmcli.core.money import format_money, money_str, parse_amount
 from crmcli.errors import Conflict, InvalidInput, NotFound
 from crmcli.i18n import _
 from crmcli.store.models import Customer, Purchase
@@ -44,15 +44,19 @@ class Recorded:
     created: bool  # False: the same order was already recorded under this ref
 
 
-def _when(at: str | None, ctx: StoreContext, field: str = "time") -> tuple[Any, date]:
+def _when(at: str | None, ctx: StoreContext, field: str = "--at") -> tuple[Any, date]:
+    """The UTC time and the business date (in the store's zone) of a sale or refund; default: now
+    (or noon of the --as-of day)."""
     if at is None or not at.strip():
-        now = utcnow()
+        now = moment(ctx.today, ctx.tz)
         return now, utc_to_local(now, ctx.tz).date()
     local = parse_datetime(at, today=ctx.today, field=field)
-    if local.date() > ctx.today:
+    when = local_to_utc(local, ctx.tz)
+    on = utc_to_local(when, ctx.tz).date()  # an explicit offset (…+08:00) still lands on the store's date
+    if on > ctx.today:
         raise InvalidInput(_("{field} {value} is in the future.").format(field=field, value=at), field=field, value=at,
                            hint=_("Record purchases when they happen, or pass --as-of."))
-    return local_to_utc(local, ctx.tz), local.date()
+    return when, on
 
 
 def add_purchase(session: Session, customer: Customer, data: PurchaseInput, ctx: StoreContext) -> Recorded:
@@ -75,8 +79,12 @@ def add_purchase(session: Session, customer: Customer, data: PurchaseInput, ctx:
     if ref is not None:
         existing = session.execute(select(Purchase).where(Purchase.ref == ref)).scalar_one_or_none()
         if existing is not None:
+            # The same order again (a re-run command or import): same customer, amount and, where given,
+            # date, product, category and channel. Anything else under this ref is another order: refused.
+            given = {k: values[k] for k in ("product", "category", "channel") if values[k] is not None}
             same = (existing.customer_id == customer.id and existing.amount_minor == amount and existing.kind == "sale"
-                    and (data.at is None or existing.purchased_on == on))
+                    and (data.at is None or not data.at.strip() or existing.purchased_on == on)
+                    and all(getattr(existing, k) == v for k, v in given.items()))
             if same:
                 return Recorded(existing, created=False)
             raise Conflict(_("Order ref {ref} is already recorded (purchase #{id} on {date}, {amount}).").format(
@@ -123,24 +131,33 @@ def refund(session: Session, purchase: Purchase, ctx: StoreContext, *, amount: s
     if purchase.kind != "sale":
         raise InvalidInput(_("Purchase #{id} is itself a refund.").format(id=purchase.id), field="purchase",
                            value=purchase.id, hint=_("Refund the original sale (#{id}).").format(id=purchase.refund_of_id))
+    if purchase.amount_minor == 0:
+        raise InvalidInput(_("Purchase #{id} was free ({amount}): there is nothing to refund.").format(
+            id=purchase.id, amount=format_money(0, ctx.currency)), field="purchase", value=purchase.id)
     remaining = purchase.amount_minor - refunded_minor(session, purchase.id)
     if remaining <= 0:
-        raise Conflict(_("Purchase #{id} is already fully refunded.").format(id=purchase.id))
+        raise Conflict(_("Purchase #{id} is already fully refunded.").format(id=purchase.id),
+                       hint=_("See it with `crm purchase show {id}`.").format(id=purchase.id))
     minor = remaining if amount is None else parse_amount(amount, ctx.currency, allow_zero=False)
     if minor > remaining:
         raise InvalidInput(_("Refund {amount} is more than the {remaining} left to refund on purchase #{id}.").format(
             amount=format_money(minor, ctx.currency), remaining=format_money(remaining, ctx.currency), id=purchase.id),
-            field="amount", value=amount)
+            field="amount", value=amount,
+            hint=_("Refund at most {remaining}, or leave the amount out to refund all of it.").format(
+                remaining=money_str(remaining, ctx.currency)))
     when, on = _when(at, ctx)
     if on < purchase.purchased_on:
         raise InvalidInput(_("The refund date {date} is before the purchase ({purchased}).").format(
-            date=on, purchased=purchase.purchased_on), field="at", value=at)
-    if ref is not None and session.execute(select(Purchase.id).where(Purchase.ref == ref.strip())).first():
-        raise Conflict(_("Order ref {ref} is already recorded.").format(ref=ref))
+            date=on, purchased=purchase.purchased_on), field="at", value=at,
+            hint=_("Give a date on or after the purchase with --at."))
+    ref = (clean_text(ref, "ref", max_len=100) or None) if ref is not None else None
+    if ref is not None and session.execute(select(Purchase.id).where(Purchase.ref == ref)).first():
+        raise Conflict(_("Order ref {ref} is already recorded.").format(ref=ref),
+                       hint=_("Each --ref is used once; choose another or leave it out."))
     row = Purchase(customer_id=purchase.customer_id, kind="refund", refund_of_id=purchase.id, amount_minor=minor,
                    purchased_at=when, purchased_on=on, product=purchase.product, category=purchase.category,
                    quantity=purchase.quantity if minor == purchase.amount_minor else 1, channel=purchase.channel,
-                   ref=ref.strip() if ref else None, note=clean_text(reason, "reason", max_len=2000) if reason else None,
+                   ref=ref, note=clean_text(reason, "reason", max_len=2000) if reason else None,
                    created_at=utcnow())
     session.add(row)
     session.flush()
@@ -170,7 +187,9 @@ def list_purchases(session: Session, ctx: StoreContext, *, customer_id: int | No
     if channel:
         stmt = stmt.where(func.lower(P.c.channel) == channel.lower())
     if product:
-        stmt = stmt.where(func.lower(P.c.product).like(f"%{product.lower()}%"))
+        from crmcli.core.customers import _like
+
+        stmt = stmt.where(func.lower(P.c.product).like(_like(product.lower()), escape="\\"))
     if kind:
         stmt = stmt.where(P.c.kind == kind)
     order = (P.c.purchased_at.desc(), P.c.id.desc()) if descending else (P.c.purchased_at, P.c.id)
