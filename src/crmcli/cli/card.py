@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from crmcli.cli.common import AsOfOpt, FormatOpt, info, pick_customer, state, store_context
+from crmcli.cli.common import AsOfOpt, FormatOpt, info, masking, pick_customer, state, store_context
+from crmcli.errors import UsageError
 from crmcli.i18n import _
 
 app = typer.Typer(help=_("The customer card: everything about a customer on one screen.\n\nExample: crm card show 王芳"),
@@ -30,18 +31,18 @@ def show(
         ctx = store_context(session, as_of)
         record = pick_customer(session, customer, ctx, include_deleted=True)
         data = card_core.build_card(session, record, ctx)
-        from crmcli.core import settings
-
-        mask = state().mask or bool(settings.get(session, "privacy.mask"))
-    if fmt and fmt.lower() == "json":
+        mask = masking(session)
+    default = (state().format or "").lower()
+    chosen = (fmt or (default if default in ("json", "jsonl") else "table")).lower()
+    if chosen in ("json", "jsonl"):
         payload = card_core.card_json(data)
         if mask:
-            from crmcli.core.contacts import mask_email, mask_phone
-
-            payload["contacts"]["phones"] = [mask_phone(p) for p in payload["contacts"]["phones"]]
-            payload["contacts"]["emails"] = [mask_email(e) for e in payload["contacts"]["emails"]]
-        emit_record(payload, "json")
+            card_core.mask_card_json(payload)
+        emit_record(payload, chosen)
         return
+    if chosen != "table":
+        raise UsageError(_("The card prints as a table or as JSON, not as {format}.").format(format=chosen),
+                         hint=_("Use --format json, or `crm customer list --format {format}` for rows.").format(format=chosen))
     from crmcli.render.card import render_card
     from crmcli.render.console import stdout_console
 

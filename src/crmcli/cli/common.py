@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
+import re
+
 import typer
+from typer.core import TyperCommand
 
 from crmcli.errors import Ambiguous, UsageError
 from crmcli.i18n import _
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from crmcli.store.models import Customer
 
 FORMATS = ("table", "json", "jsonl", "csv", "tsv", "markdown")
+_NEGATIVE = re.compile(r"^-\d[\d,]*(\.\d*)?$")
 
 
 @dataclass
@@ -128,3 +132,63 @@ def pick_customer(session: "Session", ref: str, ctx: "StoreContext", *, include_
         if not 1 <= choice <= len(options):
             raise UsageError(_("{n} is not one of the choices.").format(n=choice)) from None
         return customers.get(session, options[choice - 1].id)
+
+
+def choose_customer(ref: str, *, include_deleted: bool = False) -> int:
+    """Resolve a customer reference in a read transaction and return the id.
+
+    Commands that change data call this before opening their write transaction, so that a numbered
+    choice (or a confirmation) on a terminal never keeps the store locked while a person decides.
+    """
+    with state().store().read() as session:
+        ctx = store_context(session)
+        customer = pick_customer(session, ref, ctx, include_deleted=include_deleted)
+        assert customer.id is not None
+        return customer.id
+
+
+def masking(session: "Session") -> bool:
+    """Whether phones and e-mails are partly hidden: --mask, or the store's privacy.mask setting."""
+    from crmcli.core import settings
+
+    return state().mask or bool(settings.get(session, "privacy.mask"))
+
+
+class NegativeNumbersCommand(TyperCommand):
+    """A command whose arguments may be negative numbers: `crm purchase add ann -5` then gets the amount's
+    own message ("Amount '-5' is negative ...") instead of Click's "No such option: -5".
+
+    A token like -5 or -12.50 that is not the value of an option is moved behind a `--`, keeping the
+    order of the positional arguments.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._negatives_as_arguments(list(args)))
+
+    def _negatives_as_arguments(self, args: list[str]) -> list[str]:
+        valued = {name for p in self.params if getattr(p, "param_type_name", "") == "option"
+                  and not getattr(p, "is_flag", False) and not getattr(p, "count", False)
+                  for name in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
+        options: list[str] = []
+        positional: list[str] = []
+        moved = False
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token == "--":
+                positional.extend(args[i + 1:])
+                moved = True
+                break
+            if token in valued and i + 1 < len(args):
+                options.extend(args[i:i + 2])
+                i += 2
+                continue
+            if _NEGATIVE.match(token):
+                positional.append(token)
+                moved = True
+            elif token.startswith("-") and token != "-":
+                options.append(token)
+            else:
+                positional.append(token)
+            i += 1
+        return [*options, "--", *positional] if moved else args

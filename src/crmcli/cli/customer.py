@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from crmcli.cli.common import AsOfOpt, FormatOpt, LimitOpt, YesOpt, confirm, info, parse_day, pick_customer, state, store_context
+from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, YesOpt, choose_customer, confirm, info, masking, parse_day,
+                               pick_customer, state, store_context)
 from crmcli.i18n import _
 
 app = typer.Typer(help=_("Customer records: add, find, list, edit, tag, log contacts, see history.\n\n"
@@ -90,6 +91,8 @@ def show(customer: CustomerArg, fmt: FormatOpt = None, as_of: AsOfOpt = None,
         ctx = store_context(session, as_of)
         record = pick_customer(session, customer, ctx, include_deleted=deleted)
         data = card_core.card_json(card_core.build_card(session, record, ctx))
+        if masking(session):
+            card_core.mask_card_json(data)
     chosen = choose_format(fmt)
     if chosen == "json" or chosen == "jsonl":
         emit_record(data, chosen)
@@ -157,11 +160,11 @@ def _list(*, text: Optional[str], tag: Optional[list[str]] = None, city: Optiona
           desc: bool = False, limit: Optional[int] = None, as_of: Optional[str] = None, fmt: Optional[str] = None) -> None:
     from crmcli.cli.output import Units, choose_format, emit
     from crmcli.core import customers
-    from crmcli.errors import InvalidInput
+    from crmcli.errors import UsageError
 
     if sort not in customers.SORTS:
-        raise InvalidInput(_("'{value}' is not a sort key.").format(value=sort), field="sort", value=sort,
-                           hint=_("Use one of: {choices}.").format(choices=", ".join(customers.SORTS)))
+        raise UsageError(_("'{value}' is not a sort key.").format(value=sort),
+                         hint=_("Use one of: {choices}.").format(choices=", ".join(customers.SORTS)))
     with state().store().read() as session:
         ctx = store_context(session, as_of)
         flt = customers.ListFilter(tags=tag or [], city=city, source=source,
@@ -170,11 +173,12 @@ def _list(*, text: Optional[str], tag: Optional[list[str]] = None, city: Optiona
                                    birthday_month=birthday_month, follow_up_due=due, include_deleted=deleted,
                                    text=text, sort=sort, descending=desc, limit=limit)
         rows = customers.list_customers(session, flt, ctx)
+        mask = masking(session)
     columns = list_columns()
     chosen = choose_format(fmt)
     if chosen in ("table", "markdown"):
         columns = [c for c in columns if c.key in TABLE_KEYS]
-    emit(rows, columns, chosen, Units(ctx.currency, ctx.tz), empty_message=_("No customers match."))
+    emit(rows, columns, chosen, Units(ctx.currency, ctx.tz, mask), empty_message=_("No customers match."))
 
 
 @app.command("search", help=_("Find customers by part of a name, phone, e-mail, code, company or notes.\n\n"
@@ -228,9 +232,10 @@ def edit(
                                     add_emails=add_email or [], remove_emails=remove_email or [],
                                     add_socials=add_social or [], remove_socials=remove_social or [],
                                     unset_preferences=unset_pref or [])
+    cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         changed = customers.edit_customer(session, record, change, ctx, allow_duplicate=allow_duplicate)
         label = f"{record.code} {record.name}"
     info(_("Updated {customer}.").format(customer=label) if changed else _("Nothing to change for {customer}.").format(customer=label))
@@ -245,9 +250,9 @@ def tag(customer: CustomerArg,
 
     if not tags and not remove:
         raise UsageError(_("Give tags to add, or --remove TAG."))
+    cid = choose_customer(customer)
     with state().store().write() as session:
-        ctx = store_context(session)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         after = customers.tag_customer(session, record, tags or [], remove or [])
         code = record.code
     info(_("{code} tags: {tags}").format(code=code, tags=", ".join(after) or "—"))
@@ -257,12 +262,13 @@ def tag(customer: CustomerArg,
 def rm(customer: CustomerArg, yes: YesOpt = False) -> None:
     from crmcli.core import customers
 
-    with state().store().write() as session:
-        ctx = store_context(session)
-        record = pick_customer(session, customer, ctx)
-        confirm(_("Delete {code} {name}?").format(code=record.code, name=record.name), yes)
-        customers.remove_customer(session, record)
+    cid = choose_customer(customer)
+    with state().store().read() as session:
+        record = customers.get(session, cid)
         label = f"{record.code} {record.name}"
+    confirm(_("Delete {customer}?").format(customer=label), yes)  # asked before the store is locked for writing
+    with state().store().write() as session:
+        customers.remove_customer(session, customers.get(session, cid))
     info(_("Deleted {customer}. Undo with `crm customer restore {code}`.").format(customer=label, code=label.split()[0]))
 
 
@@ -270,9 +276,9 @@ def rm(customer: CustomerArg, yes: YesOpt = False) -> None:
 def restore(customer: CustomerArg) -> None:
     from crmcli.core import customers
 
+    cid = choose_customer(customer, include_deleted=True)
     with state().store().write() as session:
-        ctx = store_context(session)
-        record = pick_customer(session, customer, ctx, include_deleted=True)
+        record = customers.get(session, cid)
         customers.restore_customer(session, record)
         label = f"{record.code} {record.name}"
     info(_("Restored {customer}.").format(customer=label))
@@ -291,9 +297,12 @@ def log(
 ) -> None:
     from crmcli.core import interactions
 
+    from crmcli.core import customers
+
+    cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         row = interactions.log_interaction(session, record, ctx, channel=channel, summary=summary, outcome=outcome,
                                            next_date=next_, at=at)
         code, follow, iid = record.code, record.next_follow_up, row.id

@@ -159,18 +159,39 @@ def emit(rows: Iterable[dict[str, Any]], columns: list[Column], fmt: str | None,
     from crmcli.render.console import stdout_console
 
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for c in columns:
+    from rich.cells import cell_len
+
+    console = stdout_console(stream)
+    # Numbers, amounts, dates and phones should not break across lines (headings may), and free text keeps
+    # at least 10 cells (or its longest value, if shorter) so that codes and short names stay whole. When
+    # the terminal is too narrow for all of that, the columns on the left get their floor first and the
+    # rest simply fold: no column is ever dropped.
+    atomic = [c.kind in ("money", "int", "date", "datetime", "contact", "bool") for c in columns]
+    widest = [max((cell_len(cells[i]) for cells in materialized), default=0) for i in range(len(columns))]
+    floor = [w if a else min(w, 10) for w, a in zip(widest, atomic)]
+    # Rich's own minimum for a column: its longest word (heading or cell). Only when those fit can minimum
+    # widths be given without Rich squeezing every column evenly (which would then overflow).
+    base = [max((cell_len(word) for text in (c.label, *(cells[i] for cells in materialized)) for word in text.split()),
+                default=0) for i, c in enumerate(columns)]
+    spare = console.width - 3 * max(len(columns) - 1, 0) - sum(base)  # 3 = padding, rule, padding
+    for i, c in enumerate(columns):
+        extra = max(floor[i] - base[i], 0)
+        keep = spare >= 0 and spare >= extra
+        if keep:
+            spare -= extra
         justify = c.justify or ("right" if c.kind in ("money", "int") else "left")
-        table.add_column(c.label, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(c.label, justify=justify, overflow="fold",  # type: ignore[arg-type]
+                         min_width=(floor[i] or None) if keep else None)
     for cells in materialized:
         table.add_row(*cells)
-    stdout_console(stream).print(table)
+    console.print(table)
     return count
 
 
 def emit_record(record: dict[str, Any], fmt: str | None) -> None:
-    """One JSON document (card data, a summary) for --format json."""
-    sys.stdout.write(json.dumps(record, ensure_ascii=False, indent=2, default=_json_default) + "\n")
+    """One JSON document (card data, a summary): indented for --format json, one line for jsonl."""
+    indent = None if (fmt or "").lower() == "jsonl" else 2
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, indent=indent, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from crmcli.cli.common import AsOfOpt, FormatOpt, LimitOpt, info, parse_day, pick_customer, state, store_context
+from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, NegativeNumbersCommand, choose_customer, info, parse_day,
+                               pick_customer, state, store_context)
 from crmcli.i18n import _
 
 app = typer.Typer(help=_("Purchases and refunds.\n\nExample: crm purchase add C000001 128.50 --product 拿铁 --ref ORD-1001"),
@@ -24,7 +25,7 @@ def columns() -> list:
             Column("purchased_at", _("Time"), "datetime"), Column("note", _("Note"))]
 
 
-@app.command("add", help=_("Record a purchase. Re-running with the same --ref records nothing twice.\n\n"
+@app.command("add", cls=NegativeNumbersCommand, help=_("Record a purchase. Re-running with the same --ref records nothing twice.\n\n"
                            "Example: crm purchase add 13800138000 99 --at 2024-03-01 --product 'Hair cut' --category salon --ref R-1"))
 def add(
     customer: Annotated[str, typer.Argument(help=_("The customer: id, code, phone, e-mail or name."), metavar="CUSTOMER")],
@@ -43,9 +44,12 @@ def add(
 
     data = purchases.PurchaseInput(amount=amount, at=at, product=product, category=category, quantity=quantity,
                                    channel=channel, ref=ref, note=note)
+    from crmcli.core import customers
+
+    cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         result = purchases.add_purchase(session, record, data, ctx)
         pid, minor, code = result.purchase.id, result.purchase.amount_minor, record.code
     if result.created:
@@ -55,7 +59,7 @@ def add(
     typer.echo(pid)
 
 
-@app.command("refund", help=_("Refund a purchase, fully or in part (a new linked record; the sale is kept).\n\n"
+@app.command("refund", cls=NegativeNumbersCommand, help=_("Refund a purchase, fully or in part (a new linked record; the sale is kept).\n\n"
                               "Example: crm purchase refund 42 30 --reason 'damaged item'"))
 def refund(
     purchase_id: Annotated[int, typer.Argument(help=_("The purchase number."), metavar="PURCHASE")],

@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+from rich.cells import cell_len
 from rich.text import Text
 
 from crmcli.core.card import CardData, Slot
@@ -18,6 +19,7 @@ from crmcli.core.money import format_money
 from crmcli.i18n import _
 
 DASH = "—"
+TITLE_NAME_CELLS = 40
 STYLES = {"good": "green", "warn": "yellow", "bad": "bold red", None: "bold"}
 
 
@@ -48,9 +50,11 @@ def render_card(card: CardData, *, mask: bool = False) -> Panel:
     c = card.customer
     gender = {"female": _("female"), "male": _("male"), "other": _("other")}.get(c["gender"] or "", None)
     age = f"{c['age']} ({_d(c['birthday'])})" if c["age"] is not None else None
-    identity = _fields([(_("Gender"), gender), (_("Age"), age), (_("Occupation"), c["occupation"]),
+    long_name = cell_len(c["name"]) > TITLE_NAME_CELLS
+    identity = _fields([*([(_("Name"), c["name"])] if long_name else []), (_("Gender"), gender), (_("Age"), age), (_("Occupation"), c["occupation"]),
                         (_("Company"), c["company"]), (_("City"), c["city"]), (_("Address"), c["address"]),
-                        (_("Source"), c["source"]), (_("Referred by"), c["referred_by"]),
+                        (_("Source"), c["source"]),
+                        (_("Referred by"), f"{c['referred_by']['code']} {c['referred_by']['name']}" if c["referred_by"] else None),
                         (_("Customer since"), c["created_at"].date() if c["created_at"] else None)])
     phones = [mask_phone(p) if mask else p for p in card.contacts["phones"]]
     emails = [mask_email(e) if mask else e for e in card.contacts["emails"]]
@@ -86,8 +90,8 @@ def render_card(card: CardData, *, mask: bool = False) -> Panel:
     for r in card.recent_purchases:
         recent.add_row(_d(r["date"]), r["product"] or r["category"] or DASH, format_money(r["amount_minor"], cur))
     purchases = Table.grid(expand=True, padding=(0, 2))
-    purchases.add_column(ratio=2)
-    purchases.add_column(ratio=3)
+    purchases.add_column()  # as wide as its labels and amounts, so a large amount is never split
+    purchases.add_column(ratio=1)
     purchases.add_row(_section(_("Purchases"), summary),
                       _section(_("Recent purchases"), recent if card.recent_purchases else Text(DASH, style="dim")))
 
@@ -111,7 +115,10 @@ def render_card(card: CardData, *, mask: bool = False) -> Panel:
     parts: list[RenderableType] = [top, glance, purchases, bottom]
     if c["notes"]:
         parts.append(_section(_("Notes"), Text(c["notes"])))
-    title = Text.assemble((c["name"], "bold"), "  ", (c["code"], "cyan"))
+    # The code always shows; a very long name is shortened here and shown in full under Identity.
+    name = Text(c["name"], style="bold")
+    name.truncate(TITLE_NAME_CELLS, overflow="ellipsis")
+    title = Text.assemble(name, "  ", (c["code"], "cyan"))
     if c["deleted"]:
         title.append("  " + _("(deleted)"), style="red")
     return Panel(Group(*parts), title=title, title_align="left", box=box.HEAVY, padding=(0, 1))
