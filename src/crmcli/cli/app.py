@@ -143,6 +143,7 @@ GROUPS: list[tuple[str, str]] = [
     ("purchase", "purchase"),
     ("card", "card"),
     ("config", "config"),
+    ("points", "points"),
 ]
 
 for _name, _module in GROUPS:
