@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-GROUPS = ["customer", "purchase", "card", "config", "points"]
+GROUPS = ["customer", "purchase", "card", "config", "points", "tier"]
 
 
 def _imported_modules(*args: str) -> tuple[str, set[str]]:

@@ -144,6 +144,7 @@ GROUPS: list[tuple[str, str]] = [
     ("card", "card"),
     ("config", "config"),
     ("points", "points"),
+    ("tier", "tier"),
 ]
 
 for _name, _module in GROUPS:

@@ -21,7 +21,7 @@ from typing import Any
 PURCHASE_HOOKS: list[str] = ["crmcli.core.points.earning:on_purchases"]
 
 CARD_SLOTS: dict[str, str | None] = {
-    "tier": None,
+    "tier": "crmcli.core.tiers:card_slot",
     "points": "crmcli.core.points.card:card_slot",
     "satisfaction": None,
     "churn": None,
@@ -29,7 +29,12 @@ CARD_SLOTS: dict[str, str | None] = {
 
 CUSTOMER_DATA: list[str] = ["crmcli.core.points.card:customer_data"]
 
-CLASSIFICATION: str | None = None
+CLASSIFICATION: str | None = "crmcli.core.tiers:classification"
+
+# fn(session, start: date, end: date) -> a SQLAlchemy select of (customer_id, points earned between the two
+# business dates, inclusive), one row per customer; read by membership levels with level.basis = points
+# (set by the points feature).
+POINTS_EARNED: str | None = None
 
 CUSTOMER_ERASE: list[str] = []
 

@@ -162,6 +162,49 @@ def register(spec: SettingSpec) -> None:
     SPECS[spec.key] = spec
 
 
+def _tiers(name: str) -> Callable[[str], Any]:
+    """A parser from crmcli.core.tiers (classification rules, `crm tier rules`), imported when a value is set."""
+    def parse(text: str) -> Any:
+        from crmcli.core import tiers
+
+        return tiers.PARSERS[name](text)
+    return parse
+
+
+for _tier_spec in [
+    SettingSpec("tier.method", "pareto", _tiers("method"),
+                N_("Tier method: pareto (share of revenue) or thresholds (minimum spend, orders, tenure).")),
+    SettingSpec("tier.window", 365, _tiers("days"), N_("Tier window in days (net spend and orders are counted over it).")),
+    SettingSpec("tier.pareto.a", "80", _tiers("percent"), N_("Pareto: share of revenue (%) made by tier A.")),
+    SettingSpec("tier.pareto.b", "15", _tiers("percent"), N_("Pareto: share of revenue (%) made by tier B (C makes the rest).")),
+    SettingSpec("tier.a.min_spend", None, _tiers("amount"), N_("Thresholds: minimum net spend in the window for A.")),
+    SettingSpec("tier.a.min_orders", None, _tiers("count"), N_("Thresholds: minimum number of purchases in the window for A.")),
+    SettingSpec("tier.a.min_tenure", None, _tiers("optional_days"), N_("Thresholds: minimum days since the first purchase for A.")),
+    SettingSpec("tier.b.min_spend", None, _tiers("amount"), N_("Thresholds: minimum net spend in the window for B.")),
+    SettingSpec("tier.b.min_orders", None, _tiers("count"), N_("Thresholds: minimum number of purchases in the window for B.")),
+    SettingSpec("tier.b.min_tenure", None, _tiers("optional_days"), N_("Thresholds: minimum days since the first purchase for B.")),
+    SettingSpec("tier.match", "all", _tiers("match"),
+                N_("Thresholds: a class needs all of its minimums (all) or at least one (any).")),
+    SettingSpec("tier.prospects", "none", _tiers("prospects"), N_("Tier of customers who never bought anything: none or C.")),
+    SettingSpec("rfm.window", 365, _tiers("days"), N_("RFM window in days (frequency and monetary value are counted over it).")),
+    SettingSpec("lifecycle.new_days", 90, _tiers("days"), N_("A one-purchase customer is new for this many days, then at risk.")),
+    SettingSpec("lifecycle.min_history", 3, _tiers("history"),
+                N_("Purchase days needed before a customer's own usual interval is used.")),
+    SettingSpec("lifecycle.at_risk_multiple", "2", _tiers("multiple"), N_("At risk after this many usual intervals without a purchase.")),
+    SettingSpec("lifecycle.lost_multiple", "4", _tiers("multiple"), N_("Lost after this many usual intervals without a purchase.")),
+    SettingSpec("lifecycle.at_risk_days", 90, _tiers("days"), N_("At risk after this many days without a purchase (too little history).")),
+    SettingSpec("lifecycle.lost_days", 180, _tiers("days"), N_("Lost after this many days without a purchase (too little history).")),
+    SettingSpec("lifecycle.min_days", 14, _tiers("days"),
+                N_("Personal thresholds are at least this many days (at risk) and twice as many (lost).")),
+    SettingSpec("level.basis", "spend", _tiers("basis"),
+                N_("Membership levels are reached by net spend or by points earned in the level window.")),
+    SettingSpec("level.window", 365, _tiers("days"), N_("Level window in days.")),
+    SettingSpec("level.downgrade", "never", _tiers("downgrade"),
+                N_("Level downgrades: never, or a re-evaluation every N days (e.g. 365d).")),
+]:
+    register(_tier_spec)
+
+
 def _spec(key: str) -> SettingSpec:
     spec = SPECS.get(key)
     if spec is None:

@@ -1,0 +1,88 @@
+"""Tables of the classification feature (tiers, RFM segments, lifecycle stages, membership levels).
+
+- ``customer_class``: one derived row per classified customer (recomputable from purchases, except the
+  membership level, whose downgrade policy depends on when it was reached).
+- ``tier_pin``: manual tiers that ``crm tier recompute`` keeps (facts entered by people).
+- ``class_run``: one row per recompute / rfm run / pin / unpin (when, as of which date, rules used).
+- ``class_history``: append-only tier and level changes with the figures behind them.
+- ``member_level``: membership level definitions (threshold, privileges).
+
+The frozen DDL is in crmcli.store.migrations.m0003_tiers; keep the two identical.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+class CustomerClass(SQLModel, table=True):
+    __tablename__ = "customer_class"
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    tier: str | None = Field(default=None, index=True)  # effective: the pin if pinned, else computed
+    computed_tier: str | None = None  # what the rules gave at the last recompute
+    net_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # in the tier window
+    orders: int = 0  # sales in the tier window
+    r_score: int | None = None
+    f_score: int | None = None
+    m_score: int | None = None
+    segment: str | None = Field(default=None, index=True)  # key, e.g. "at_risk"
+    stage: str | None = Field(default=None, index=True)  # key, e.g. "lost"
+    level: str | None = Field(default=None, index=True)  # member_level.name
+    level_since: date | None = None  # reached or last re-evaluated (downgrade policy)
+    basis_minor: int | None = Field(default=None, sa_column=Column(BigInteger))  # level basis value
+
+
+class TierPin(SQLModel, table=True):
+    __tablename__ = "tier_pin"
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    tier: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    pinned_at: datetime
+    actor: str
+
+
+class ClassRun(SQLModel, table=True):
+    __tablename__ = "class_run"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # recompute | rfm | pin | unpin
+    as_of: date
+    at: datetime
+    actor: str
+    params: str | None = Field(default=None, sa_column=Column(Text))  # JSON: the rules used
+    counts: str | None = Field(default=None, sa_column=Column(Text))  # JSON: moves and totals
+
+
+class ClassHistory(SQLModel, table=True):
+    __tablename__ = "class_history"
+    __table_args__ = (Index("ix_class_history_customer", "customer_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="class_run.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    kind: str  # tier | level
+    from_value: str | None = None
+    to_value: str | None = None
+    net_minor: int | None = Field(default=None, sa_column=Column(BigInteger))
+    orders: int | None = None
+    tenure_days: int | None = None
+    share_bp: int | None = None  # pareto: revenue share of the customers ranked above, in 1/100 %
+    basis_minor: int | None = Field(default=None, sa_column=Column(BigInteger))
+    note: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class MemberLevel(SQLModel, table=True):
+    __tablename__ = "member_level"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    basis: str  # spend | points (must match the level.basis setting)
+    threshold: int = Field(sa_column=Column(BigInteger, nullable=False))  # minor units or points
+    discount_pct: str | None = None  # decimal text, e.g. "5" or "7.5"
+    points_multiplier: str | None = None  # decimal text, e.g. "1.5"
+    perks: str | None = Field(default=None, sa_column=Column(Text))  # JSON list of strings
+    created_at: datetime
+    updated_at: datetime
+
+
+__all__ = ["CustomerClass", "TierPin", "ClassRun", "ClassHistory", "MemberLevel"]
