@@ -145,6 +145,8 @@ GROUPS: list[tuple[str, str]] = [
     ("config", "config"),
     ("points", "points"),
     ("tier", "tier"),
+    ("survey", "survey"),
+    ("feedback", "feedback"),
 ]
 
 for _name, _module in GROUPS:

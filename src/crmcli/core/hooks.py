@@ -23,11 +23,12 @@ PURCHASE_HOOKS: list[str] = ["crmcli.core.points.earning:on_purchases"]
 CARD_SLOTS: dict[str, str | None] = {
     "tier": "crmcli.core.tiers:card_slot",
     "points": "crmcli.core.points.card:card_slot",
-    "satisfaction": None,
+    "satisfaction": "crmcli.core.surveys:card_slot",
     "churn": None,
 }
 
-CUSTOMER_DATA: list[str] = ["crmcli.core.points.card:customer_data"]
+CUSTOMER_DATA: list[str] = ["crmcli.core.points.card:customer_data", "crmcli.core.surveys:customer_data",
+                             "crmcli.core.feedback:customer_data"]
 
 CLASSIFICATION: str | None = "crmcli.core.tiers:classification"
 
@@ -36,7 +37,7 @@ CLASSIFICATION: str | None = "crmcli.core.tiers:classification"
 # (set by the points feature).
 POINTS_EARNED: str | None = None
 
-CUSTOMER_ERASE: list[str] = []
+CUSTOMER_ERASE: list[str] = ["crmcli.core.surveys:erase_customer", "crmcli.core.feedback:erase_customer"]
 
 
 def load(spec: str) -> Callable[..., Any]:
