@@ -290,7 +290,10 @@ def next_code(session: Session, prefix: str) -> str:
 
 def _validated_contacts(data: CustomerInput, ctx: StoreContext) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     phones = list(dict.fromkeys(normalize_phone(p, ctx.region) for p in data.phones))
-    emails = list({e.lower(): e for e in (normalize_email(e) for e in data.emails)}.values())
+    unique: dict[str, str] = {}
+    for email in (normalize_email(e) for e in data.emails):
+        unique.setdefault(email.lower(), email)  # the first spelling wins
+    emails = list(unique.values())
     socials = list(dict.fromkeys(parse_social(s) for s in data.socials))
     return phones, emails, socials
 
