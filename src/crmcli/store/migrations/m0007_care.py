@@ -9,6 +9,9 @@ from sqlalchemy.engine import Connection
 
 def upgrade(conn: Connection) -> None:
     md = sa.MetaData()
+    # Stubs for the foreign keys' targets (created by m0001); only this migration's own tables are created.
+    base = [sa.Table("customer", md, sa.Column("id", sa.Integer, primary_key=True)),
+            sa.Table("interaction", md, sa.Column("id", sa.Integer, primary_key=True))]
     sa.Table(
         "care_template", md,
         sa.Column("name", sa.String, primary_key=True),
@@ -49,4 +52,4 @@ def upgrade(conn: Connection) -> None:
         sa.Index("ix_care_send_customer_id", "customer_id"),
         sa.Index("ix_care_send_occasion", "occasion"),
     )
-    md.create_all(conn)
+    md.create_all(conn, tables=[t for t in md.sorted_tables if t not in base])
