@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-GROUPS = ["customer", "purchase", "card", "config", "points", "tier", "survey", "feedback"]
+GROUPS = ["customer", "purchase", "card", "config", "points", "tier", "survey", "feedback", "report"]
 
 
 def _imported_modules(*args: str) -> tuple[str, set[str]]:

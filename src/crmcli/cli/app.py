@@ -147,6 +147,7 @@ GROUPS: list[tuple[str, str]] = [
     ("tier", "tier"),
     ("survey", "survey"),
     ("feedback", "feedback"),
+    ("report", "report"),
 ]
 
 for _name, _module in GROUPS:
