@@ -451,8 +451,9 @@ def cohort(
         for r in report.rows:
             row: dict[str, Any] = {"cohort": r["cohort"], "size": r["size"]}
             for k in range(report.width):
-                value = r["customers"][k] if counts else r["retention"][k]
-                if k >= len(r["retention"]) or value is None:
+                observed = k < len(r["retention"])
+                value = (r["customers"][k] if counts else r["retention"][k]) if observed else None
+                if value is None:
                     row[f"{prefix}{k}"] = None
                 elif chosen == "markdown" and not counts:
                     row[f"{prefix}{k}"] = f"{value:.1f}%"

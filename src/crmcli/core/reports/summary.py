@@ -1,7 +1,8 @@
 """The one-screen dashboard: customers, sales this period against the previous one, top customers, and the
 sections other features provide (tier mix, NPS, points outstanding, feedback) when they are installed.
 
-Definitions: total = customers not deleted; new = customers created in the range; active = customers who
+Definitions: total = customers not deleted, known by --until (created by then, or with a purchase by then,
+as imported history has later creation times); new = customers created in the range; active = customers who
 bought in the range; at risk = customers whose last purchase is at least ``lifecycle.at_risk_days`` (90) and
 less than ``lifecycle.lost_days`` (180) days before --until; lost = longer ago than that.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlmodel import Session
 
 from crmcli.core.clock import start_of_day_utc
@@ -47,7 +48,8 @@ def customers_block(session: Session, ctx: StoreContext, rng: Range) -> dict[str
         func.count().label("total"),
         func.coalesce(func.sum(case((created_between(rng), 1), else_=0)), 0).label("new"),
         func.coalesce(func.sum(case((created_between(prev), 1), else_=0)), 0).label("new_previous"),
-    ).where(alive, C.c.created_at < start_of_day_utc(rng.until + timedelta(days=1), ctx.tz))).mappings().one()
+    ).where(alive, or_(C.c.created_at < start_of_day_utc(rng.until + timedelta(days=1), ctx.tz),
+                       exists().where(P.c.customer_id == C.c.id, P.c.purchased_on <= rng.until)))).mappings().one()
     sale = P.c.kind == "sale"
 
     def active(r: Range) -> int:
