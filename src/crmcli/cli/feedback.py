@@ -14,6 +14,21 @@ app = typer.Typer(help=_("Complaints, suggestions, praise and service requests: 
                          "Example: crm feedback add C000001 --kind complaint --text 'Cold coffee' --priority high"),
                   no_args_is_help=True)
 
+def localize(value: Any, tz: Any) -> Any:
+    """Aware datetimes in a JSON document → the store's time zone (dates and the rest unchanged)."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        from crmcli.core.clock import utc_to_local
+
+        return utc_to_local(value, tz)
+    if isinstance(value, dict):
+        return {k: localize(v, tz) for k, v in value.items()}
+    if isinstance(value, list):
+        return [localize(v, tz) for v in value]
+    return value
+
+
 IdArg = Annotated[str, typer.Argument(help=_("The feedback number, e.g. 12 or #12."), metavar="ID")]
 AtOpt = Annotated[Optional[str], typer.Option("--at", help=_("When it happened (date, or date and time; default: now)."))]
 ListAsOf = Annotated[Optional[str], typer.Option(
@@ -130,7 +145,7 @@ def show(item: IdArg, as_of: ListAsOf = None, fmt: FormatOpt = None) -> None:
         data = feedback.detail(session, feedback.get_item(session, item), now)
     chosen = choose_format(fmt)
     if chosen in ("json", "jsonl"):
-        emit_record(data, chosen)
+        emit_record(localize(data, ctx.tz), chosen)
         return
     units = Units(ctx.currency, ctx.tz)
     from crmcli.core.clock import utc_to_local
@@ -195,9 +210,13 @@ def resolve(item: IdArg,
         ctx = store_context(session, as_of)
         record = feedback.get_item(session, item)
         in_time = feedback.resolve(session, record, resolution, ctx, at=at)
-        iid = record.id
-    info(_("Resolved feedback #{id} within its deadline.").format(id=iid) if in_time
-         else _("Resolved feedback #{id}; its deadline was missed.").format(id=iid))
+        iid, missed = record.id, record.missed
+    if not in_time:
+        info(_("Resolved feedback #{id}; its deadline was missed.").format(id=iid))
+    elif missed:
+        info(_("Resolved feedback #{id} within its deadline (an earlier deadline was missed).").format(id=iid))
+    else:
+        info(_("Resolved feedback #{id} within its deadline.").format(id=iid))
 
 
 @app.command("reopen", help=_("Reopen a resolved or closed item; it gets a new deadline (a missed one stays missed).\n\n"
@@ -266,9 +285,9 @@ app.add_typer(policy_app, name="policy")
 
 
 @policy_app.callback()
-def policy_default(ctx: typer.Context) -> None:
+def policy_default(ctx: typer.Context, fmt: FormatOpt = None) -> None:
     if ctx.invoked_subcommand is None:
-        policy_show(None)
+        policy_show(fmt)
 
 
 @policy_app.command("show", help=_("Show the deadline in hours for every kind and priority.\n\nExample: crm feedback policy show"))

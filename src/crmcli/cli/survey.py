@@ -71,7 +71,9 @@ def show(survey: SurveyArg, fmt: FormatOpt = None) -> None:
         data = surveys.survey_info(session, surveys.get_survey(session, survey))
     chosen = choose_format(fmt)
     if chosen in ("json", "jsonl"):
-        emit_record(data, chosen)
+        from crmcli.cli.feedback import localize
+
+        emit_record(localize(data, ctx.tz), chosen)
         return
     units = Units(ctx.currency, ctx.tz)
     from crmcli.core.clock import utc_to_local
@@ -445,7 +447,9 @@ def results(
                               comments=comments)
     chosen = choose_format(fmt)
     if chosen in ("json", "jsonl"):
-        emit_record(doc, chosen)
+        from crmcli.cli.feedback import localize
+
+        emit_record(localize(doc, ctx.tz), chosen)
         return
     metric = doc["metric"]
     kind = metric["kind"] if metric else "scale"

@@ -264,7 +264,8 @@ def add_note(session: Session, item: Feedback, text: str, ctx: StoreContext, at:
 
 
 def resolve(session: Session, item: Feedback, resolution: str, ctx: StoreContext, at: str | None = None) -> bool:
-    """Resolve an open item; returns whether it was handled in time (False when the deadline was missed)."""
+    """Resolve an open item; returns whether this resolution met the current deadline (the item's ``missed``
+    flag may still be set from an earlier cycle)."""
     if item.status != "open":
         raise Conflict(_("Feedback #{id} is already {status}.").format(id=item.id, status=_(item.status)),
                        hint=_("Reopen it first: crm feedback reopen {id}").format(id=item.id))
@@ -273,10 +274,11 @@ def resolve(session: Session, item: Feedback, resolution: str, ctx: StoreContext
     _not_before_opened(item, when, at)
     before = _view(item)
     item.status, item.resolved_at, item.resolution = "resolved", when, body
-    if item.due_at is not None and when > item.due_at:
+    late = item.due_at is not None and when > item.due_at
+    if late:
         item.missed = True
     _change(session, item, "resolve", before, body, when)
-    return not item.missed
+    return not late
 
 
 def reopen(session: Session, item: Feedback, ctx: StoreContext, reason: str | None = None,
