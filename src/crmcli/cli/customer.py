@@ -145,19 +145,25 @@ def list_(
     birthday_month: Annotated[Optional[int], typer.Option("--birthday-month", min=1, max=12, help=_("Birthday in this month (1-12)."))] = None,
     due: Annotated[bool, typer.Option("--due", help=_("Only customers whose follow-up is due (today or earlier)."))] = False,
     deleted: Annotated[bool, typer.Option("--deleted", help=_("Include deleted customers."))] = False,
+    tier: Annotated[Optional[str], typer.Option("--tier", help=_("Only this tier: A, B or C (as of the last `crm tier recompute`)."))] = None,
+    segment: Annotated[Optional[str], typer.Option("--segment", help=_("Only this RFM segment, e.g. 'At risk'."))] = None,
+    stage: Annotated[Optional[str], typer.Option("--stage", help=_("Only this lifecycle stage: prospect, new, repeat, loyal, at risk, lost."))] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help=_("Only this membership level, e.g. gold."))] = None,
     sort: Annotated[str, typer.Option(help=_("Sort by code, name, created, spend, orders, last-purchase, follow-up or city."))] = "code",
     desc: Annotated[bool, typer.Option("--desc", help=_("Sort in descending order."))] = False,
     limit: LimitOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = None,
 ) -> None:
     _list(tag=tag, city=city, source=source, created_since=created_since, created_until=created_until,
           birthday_month=birthday_month, due=due, deleted=deleted, sort=sort, desc=desc, limit=limit,
-          as_of=as_of, fmt=fmt, text=None)
+          as_of=as_of, fmt=fmt, text=None, tier=tier, segment=segment, stage=stage, level=level)
 
 
 def _list(*, text: Optional[str], tag: Optional[list[str]] = None, city: Optional[str] = None,
           source: Optional[str] = None, created_since: Optional[str] = None, created_until: Optional[str] = None,
           birthday_month: Optional[int] = None, due: bool = False, deleted: bool = False, sort: str = "code",
-          desc: bool = False, limit: Optional[int] = None, as_of: Optional[str] = None, fmt: Optional[str] = None) -> None:
+          desc: bool = False, limit: Optional[int] = None, as_of: Optional[str] = None, fmt: Optional[str] = None,
+          tier: Optional[str] = None, segment: Optional[str] = None, stage: Optional[str] = None,
+          level: Optional[str] = None) -> None:
     from crmcli.cli.output import Units, choose_format, emit
     from crmcli.core import customers
     from crmcli.errors import UsageError
@@ -171,7 +177,8 @@ def _list(*, text: Optional[str], tag: Optional[list[str]] = None, city: Optiona
                                    created_since=parse_day(created_since, ctx, "--created-since"),
                                    created_until=parse_day(created_until, ctx, "--created-until"),
                                    birthday_month=birthday_month, follow_up_due=due, include_deleted=deleted,
-                                   text=text, sort=sort, descending=desc, limit=limit)
+                                   text=text, sort=sort, descending=desc, limit=limit,
+                                   tier=tier, segment=segment, stage=stage, level=level)
         rows = customers.list_customers(session, flt, ctx)
         mask = masking(session)
     columns = list_columns()

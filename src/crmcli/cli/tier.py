@@ -313,20 +313,25 @@ def list_(
 @app.command("history", help=_("A customer's tier and level changes, newest first, with the figures behind them.\n\n"
                                "Example: crm tier history C000001"))
 def history(customer: CustomerArg, limit: LimitOpt = None, fmt: FormatOpt = None) -> None:
-    from crmcli.cli.output import Column, emit
+    from crmcli.cli.output import Column, choose_format, emit
     from crmcli.core import tiers
 
     with state().store().read() as session:
         ctx = store_context(session)
         record = pick_customer(session, customer, ctx, include_deleted=True)
         rows = tiers.history(session, record.id, limit=limit)  # type: ignore[arg-type]
-    emit(rows, [Column("as_of", _("As of"), "date"), Column("by", _("By")), Column("kind", _("What")),
-                Column("from", _("From")), Column("to", _("To")),
-                Column("net_spent", _("Net spend"), "money", source="net_minor"), Column("orders", _("Orders"), "int"),
-                Column("tenure_days", _("Tenure (days)"), "int"), Column("share_before", _("Share before %"), source="share"),
-                Column("basis", _("Level basis"), "int", source="basis_minor"), Column("note", _("Note")),
-                Column("at", _("Recorded"), "datetime")],
-         fmt, _units(ctx), empty_message=_("No tier or level changes recorded yet."))
+    columns = [Column("as_of", _("As of"), "date"), Column("by", _("By")), Column("kind", _("What")),
+               Column("from", _("From")), Column("to", _("To")),
+               Column("net_spent", _("Net spend"), "money", source="net_minor"), Column("orders", _("Orders"), "int"),
+               Column("tenure_days", _("Tenure (days)"), "int"),
+               Column("share_before", _("Share before %"), source="share"),
+               Column("basis", _("Level basis"), "int", source="basis_minor"), Column("note", _("Note")),
+               Column("at", _("Recorded"), "datetime")]
+    chosen = choose_format(fmt)
+    if chosen in ("table", "markdown"):  # the essentials fit 80 columns; scripts get everything
+        columns = [c for c in columns if c.key in ("as_of", "by", "kind", "from", "to", "net_spent", "orders",
+                                                   "share_before", "note")]
+    emit(rows, columns, chosen, _units(ctx), empty_message=_("No tier or level changes recorded yet."))
 
 
 @app.command("summary", help=_("Customers, revenue share and average spend per tier, with a bar chart on a terminal.\n\n"

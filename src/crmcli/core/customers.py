@@ -542,6 +542,10 @@ class ListFilter:
     include_deleted: bool = False
     ids: list[int] | None = None
     text: str | None = None
+    tier: str | None = None  # classification filters (crm tier): as of the last recompute
+    segment: str | None = None
+    stage: str | None = None
+    level: str | None = None
     sort: str = "code"
     descending: bool = False
     limit: int | None = None
@@ -590,6 +594,11 @@ def list_customers(session: Session, flt: ListFilter, ctx: StoreContext) -> list
         stmt = stmt.where(C.c.id.in_(flt.ids))
     if flt.text:
         stmt = stmt.where(search_condition(flt.text, ctx))
+    if flt.tier or flt.segment or flt.stage or flt.level:
+        from crmcli.core.tiers import class_filter
+
+        stmt = stmt.where(class_filter(session, C.c.id, tier=flt.tier, segment=flt.segment, stage=flt.stage,
+                                       level=flt.level))
     order = {"code": C.c.code, "name": C.c.name, "created": C.c.created_at, "spend": func.coalesce(spend.c.net_minor, 0),
              "orders": func.coalesce(spend.c.orders, 0), "last-purchase": spend.c.last_at,
              "follow-up": C.c.next_follow_up, "city": C.c.city}[flt.sort]
