@@ -170,6 +170,14 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
             except OSError as e:
                 raise StoreError(_("Cannot create the store {path}: {error}").format(path=path, error=e.strerror),
                                  hint=_("Check that you may write to {dir}.").format(dir=path.parent)) from e
+        elif not create and path.stat().st_size == 0:
+            # An empty file is not a store yet: only `crm init` turns it into one (with its settings).
+            raise StoreError(_("No crmcli store at {path} (the file is empty).").format(path=path),
+                             hint=_("Create one with `crm init` (or `crm --db FILE init`), or point --db / CRM_DB at an existing store."))
+        elif _foreign_sqlite(path):
+            # Checked before our connections set WAL mode, which would rewrite another program's file header.
+            raise StoreError(_("This database holds tables but is not a crmcli store."),
+                             hint=_("Point --db at a crmcli store, or at a new file name to create one."))
         url = f"sqlite:///{path}"
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
@@ -178,6 +186,20 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
     if migrate:
         migrate_store(store)
     return store
+
+
+def _foreign_sqlite(path: Path) -> bool:
+    """True when ``path`` is a plain SQLite database with tables but no crmcli schema record. Anything this
+    read-only look cannot open (an encrypted store, a damaged file) is left to the normal open."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return bool(names) and "schema_migration" not in names
 
 
 def applied_migrations(conn: Connection) -> list[str]:
