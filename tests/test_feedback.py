@@ -8,6 +8,8 @@ from datetime import date, datetime, timezone
 
 import pytest
 
+from test_survey_support import fast_cli  # noqa: F401  (autouse)
+
 from crm_helpers import fails, query
 
 

@@ -576,7 +576,7 @@ def responses(
     detractors: Annotated[bool, typer.Option("--detractors", help=_("Only NPS 0-6 and CSAT 1-2."))] = False,
     limit: LimitOpt = None, fmt: FormatOpt = None,
 ) -> None:
-    from crmcli.cli.output import Column, Units, emit
+    from crmcli.cli.output import Column, Units, choose_format, emit
     from crmcli.core import surveys
 
     with state().store().read() as session:
@@ -586,12 +586,14 @@ def responses(
                                  until=parse_day(until, ctx, "--until"), detractors=detractors, limit=limit)
     for r in rows:
         r["answers_text"] = "; ".join(f"{k}={v}" for k, v in r["answers"].items())
+    chosen = choose_format(fmt)
     emit(rows, [Column("id", _("ID"), "int"), Column("at", _("When"), "datetime"), Column("customer_code", _("Code")),
                 Column("customer_name", _("Customer")), Column("kind", _("Kind")), Column("score", _("Score"), "int"),
                 Column("comment", _("Comment")), Column("channel", _("Channel")), Column("source", _("Source")),
-                Column("token", _("Token")), Column("answers", _("Answers"), source="answers_text"),
+                Column("token", _("Token")),
+                Column("answers", _("Answers"), source="answers" if chosen in ("json", "jsonl") else "answers_text"),
                 Column("followup", _("Follow-up"), "int")],
-         fmt, Units(ctx.currency, ctx.tz), empty_message=_("No responses yet."))
+         chosen, Units(ctx.currency, ctx.tz), empty_message=_("No responses yet."))
 
 
 @app.command("smtp-password", help=_(
