@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from crmcli.cli.common import AsOfOpt, FormatOpt, LimitOpt, info, parse_day, pick_customer, state, store_context
+from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, NegativeNumbersCommand, choose_customer, info, parse_day,
+                               pick_customer, state, store_context)
 from crmcli.i18n import _
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _report(entry: Any, code: str, verb: str) -> None:
     typer.echo(entry.id)
 
 
-@app.command("earn", help=_("Give a customer points by hand (a bonus or campaign); they expire by the store's policy.\n\n"
+@app.command("earn", cls=NegativeNumbersCommand, help=_("Give a customer points by hand (a bonus or campaign); they expire by the store's policy.\n\n"
                             "Example: crm points earn C000001 200 --reason 'opening week bonus'"))
 def earn(customer: CustomerArg,
          points: Annotated[str, typer.Argument(help=_("How many points (a whole number)."), metavar="N")],
@@ -181,18 +182,20 @@ def earn(customer: CustomerArg,
          expires: Annotated[Optional[str], typer.Option("--expires", help=_("Expiry date instead of the store's policy."))] = None,
          never: Annotated[bool, typer.Option("--never-expires", help=_("These points never expire."))] = False,
          as_of: AsOfOpt = None) -> None:
+    from crmcli.core import customers
     from crmcli.core.points import operations
 
     n = operations.parse_points(points)
+    cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         entry = operations.earn(session, record, n, ctx, reason=reason, expires_on=parse_day(expires, ctx, "--expires"),
                                 never_expires=never)
     _report(entry, record.code, _("Added {n} points.").format(n=_pts(n)))
 
 
-@app.command("redeem", help=_("Spend a customer's points (soonest-expiring first). More than the spendable balance is "
+@app.command("redeem", cls=NegativeNumbersCommand, help=_("Spend a customer's points (soonest-expiring first). More than the spendable balance is "
                               "refused and nothing changes. With --purchase, the points paid for that purchase, and a "
                               "refund of it returns them.\n\n"
                               "Example: crm points redeem C000001 500 --reason 'coffee voucher' --purchase 42"))
@@ -202,29 +205,33 @@ def redeem(customer: CustomerArg,
            purchase: Annotated[Optional[int], typer.Option("--purchase", help=_("The purchase these points paid for."),
                                                            metavar="PURCHASE")] = None,
            as_of: AsOfOpt = None) -> None:
+    from crmcli.core import customers
     from crmcli.core.points import operations
 
     n = operations.parse_points(points)
+    cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         entry = operations.redeem(session, record, n, ctx, reason=reason, purchase_id=purchase)
     _report(entry, record.code, _("Redeemed {n} points.").format(n=_pts(n)))
 
 
-@app.command("adjust", context_settings={"ignore_unknown_options": True},
+@app.command("adjust", cls=NegativeNumbersCommand,
              help=_("Correct a customer's points: +N adds, -N takes away (never below zero). A reason is required.\n\n"
                     "Example: crm points adjust C000001 -50 --reason 'double-counted order'"))
 def adjust(customer: CustomerArg,
            points: Annotated[str, typer.Argument(help=_("+N or -N."), metavar="±N")],
            reason: ReasonOpt = None, as_of: AsOfOpt = None) -> None:
+    from crmcli.core import customers
     from crmcli.core.points import operations
 
     n = operations.parse_points(points, signed=True)
     operations.clean_reason(reason, required=True)
+    cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
-        record = pick_customer(session, customer, ctx)
+        record = customers.get(session, cid)
         entry = operations.adjust(session, record, n, ctx, reason=reason)
     _report(entry, record.code, _("Adjusted by {n} points.").format(n=f"{n:+,}"))
 
@@ -400,7 +407,7 @@ def _show_rules(fmt: Optional[str]) -> None:
          Units(ctx.currency, ctx.tz))
 
 
-@rules_app.command("set", help=_("Change one rule: enabled, rate, rounding, min-purchase, lock-days, expiry, "
+@rules_app.command("set", cls=NegativeNumbersCommand, help=_("Change one rule: enabled, rate, rounding, min-purchase, lock-days, expiry, "
                                  "birthday-multiplier, birthday-bonus, referral-referrer, referral-referee, "
                                  "redemption-value, category.NAME or level.NAME (a multiplier; 'none' removes it).\n\n"
                                  "Example: crm points rules set category.coffee 2"))
