@@ -32,7 +32,10 @@ class CrmGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         from crmcli.core.command import current_command
 
-        tokens = [t for t in [*getattr(ctx, "_protected_args", []), *ctx.args] if not t.startswith("-")][:2]
+        words = [t for t in [*getattr(ctx, "_protected_args", []), *ctx.args] if not t.startswith("-")]
+        first = self.get_command(ctx, words[0]) if words else None
+        # "crm customer add", but "crm init" (not "crm init CNY" from `crm init --currency CNY`)
+        tokens = words[:2] if hasattr(first, "list_commands") else words[:1]
         token = current_command.set("crm " + " ".join(tokens))
         try:
             return super().invoke(ctx)
@@ -148,6 +151,7 @@ GROUPS: list[tuple[str, str]] = [
     ("survey", "survey"),
     ("feedback", "feedback"),
     ("report", "report"),
+    ("care", "care"),
 ]
 
 for _name, _module in GROUPS:

@@ -142,6 +142,7 @@ def summary(
 
     def view() -> "RenderableType":
         from rich.table import Table
+        from rich.text import Text
 
         from crmcli.render.charts import change_text
         from crmcli.render.dashboard import dashboard, panel, table_panel
@@ -172,7 +173,7 @@ def summary(
         top_table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         top_table.add_column(justify="right", no_wrap=True)
         for row in data["top_customers"]:
-            top_table.add_row(str(row["rank"]), row["name"], money(row["net"]))
+            top_table.add_row(str(row["rank"]), Text(row["name"]), money(row["net"]))
         if not data["top_customers"]:
             top_table.add_row("", _("no sales in this period"), "")
         panels.append(table_panel(_("Top customers"), top_table))
@@ -360,7 +361,7 @@ def sales(
         table.add_column("", no_wrap=True, overflow="crop", min_width=6, ratio=1)
         biggest = max((r["net"] for r in report.rows), default=0)
         for r in report.rows:
-            cells = ([r["period"]] if period else []) + ([str(r[dimension])] if dimension else [])
+            cells = ([r["period"]] if period else []) + ([Text(str(r[dimension]))] if dimension else [])
             table.add_row(*cells, str(r["orders"]), money(r["revenue"]), money(r["refunds"]) if r["refunds"] else "",
                           money(r["net"]), money(r["aov"]) if r["orders"] else "", bar(r["net"], biggest, 16))
         parts: list[Any] = [table]
@@ -610,7 +611,7 @@ def products(
             table.add_column("", no_wrap=True, overflow="crop", min_width=4, ratio=1)
             biggest = max((r["net"] for r in report.best), default=0)
             for r in report.best:
-                table.add_row(str(r["rank"]), r["product"], str(r["units"]), str(r["customers"]), money(r["net"]),
+                table.add_row(str(r["rank"]), Text(r["product"]), str(r["units"]), str(r["customers"]), money(r["net"]),
                               _pct(r["share"]), bar(r["net"], biggest, 12))
             parts.append(table)
             if not report.best:
@@ -625,7 +626,7 @@ def products(
         pt.add_column(_("B→A"), justify="right", no_wrap=True)
         pt.add_column(_("Lift"), justify="right", no_wrap=True)
         for r in report.pairs:
-            pt.add_row(r["product_a"], r["product_b"], str(r["baskets"]), _pct(r["support"]), _pct(r["confidence_ab"]),
+            pt.add_row(Text(r["product_a"]), Text(r["product_b"]), str(r["baskets"]), _pct(r["support"]), _pct(r["confidence_ab"]),
                        _pct(r["confidence_ba"]), Text(f"{r['lift']:.2f}", style="green" if r["lift"] > 1 else ""))
         parts.append(pt)
         if not report.pairs:

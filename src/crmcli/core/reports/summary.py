@@ -25,7 +25,7 @@ C = Customer.__table__
 P = Purchase.__table__
 
 
-def _setting(session: Session, key: str, default: int) -> int:
+def setting_int(session: Session, key: str, default: int) -> int:
     from crmcli.core import settings
 
     if key not in settings.SPECS:
@@ -56,8 +56,8 @@ def customers_block(session: Session, ctx: StoreContext, rng: Range) -> dict[str
         return int(session.execute(select(func.count(func.distinct(P.c.customer_id))).where(
             sale, P.c.purchased_on >= r.since, P.c.purchased_on <= r.until)).scalar_one())
 
-    at_risk_days = _setting(session, "lifecycle.at_risk_days", 90)
-    lost_days = _setting(session, "lifecycle.lost_days", 180)
+    at_risk_days = setting_int(session, "lifecycle.at_risk_days", 90)
+    lost_days = setting_int(session, "lifecycle.lost_days", 180)
     last = (select(P.c.customer_id.label("cid"), func.max(P.c.purchased_on).label("last_on"))
             .where(sale, P.c.purchased_on <= rng.until).group_by(P.c.customer_id).subquery("last"))
     risk_edge = rng.until - timedelta(days=at_risk_days)
