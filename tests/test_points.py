@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 import sqlite3
 from typing import Any
 
@@ -586,3 +587,18 @@ def test_migrated_schema_matches_the_models(store):
         assert indexes == expected
         fks = {(tuple(f["constrained_columns"]), f["referred_table"]) for f in inspector.get_foreign_keys(table.name)}
         assert fks == {((fk.parent.name,), fk.column.table.name) for fk in table.foreign_keys}
+
+
+def test_points_earned_hook_for_membership_levels(cli, store):
+    rules(cli, referral_referrer="500")
+    ann = add_customer(cli, "Ann")
+    bob = add_customer(cli, "Bob", "--referred-by", ann)
+    buy(cli, ann, "100", "2024-02-20")  # outside the window
+    sale = buy(cli, ann, "200", "2024-03-01")
+    buy(cli, bob, "30", "2024-03-02")  # Ann's referral reward does not count as earned on purchases
+    cli.ok("points", "earn", ann, "1000", *ASOF)  # nor does a manual bonus
+    cli.ok("points", "redeem", ann, "750", *ASOF)
+    refund(cli, sale, "50")  # takes back 50 (from her other lots)
+    with store.read() as session:
+        rows = session.execute(hooks.load(hooks.POINTS_EARNED)(session, date(2024, 3, 1), date(2024, 3, 31))).all()
+    assert [tuple(r) for r in rows] == [(1, 150), (2, 30)]

@@ -35,7 +35,7 @@ CLASSIFICATION: str | None = "crmcli.core.tiers:classification"
 # fn(session, start: date, end: date) -> a SQLAlchemy select of (customer_id, points earned between the two
 # business dates, inclusive), one row per customer; read by membership levels with level.basis = points
 # (set by the points feature).
-POINTS_EARNED: str | None = None
+POINTS_EARNED: str | None = "crmcli.core.points.earning:points_earned"
 
 CUSTOMER_ERASE: list[str] = ["crmcli.core.surveys:erase_customer", "crmcli.core.feedback:erase_customer"]
 

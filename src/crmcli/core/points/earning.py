@@ -212,3 +212,18 @@ def grant_birthdays(session: Session, ctx: StoreContext) -> list[dict[str, Any]]
             for i in ids if f"birthday:{i}:{day.year}" not in done]
     ledger.credit_rows(session, rows)
     return rows
+
+
+def points_earned(session: Session, start: date, end: date) -> Any:
+    """hooks.POINTS_EARNED: a select of (customer_id, points) earned on purchases with effective dates from
+    ``start`` to ``end`` inclusive, net of the points refunds took back in that period (taken from lots or
+    recorded as debt). Manual earnings, bonuses, referrals and adjustments do not count."""
+    from sqlalchemy import case, or_
+
+    del session
+    from_sales = and_(L.c.kind == "earn", L.c.purchase_id.is_not(None))
+    refunds = and_(L.c.kind == "reversal", L.c.key.is_not(None), L.c.key.not_like("reversal:lot:%"))
+    amount = case((L.c.kind == "earn", L.c.points), else_=L.c.points - L.c.debt)
+    return (select(L.c.customer_id, func.sum(amount).label("points"))
+            .where(L.c.effective_on >= start, L.c.effective_on <= end, or_(from_sales, refunds))
+            .group_by(L.c.customer_id).order_by(L.c.customer_id))
