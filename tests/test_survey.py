@@ -67,7 +67,7 @@ SURVEY_BAD = [
     (["survey", "record", "NPS 2024", "Ann", "--", "-1"], 5, "outside the NPS scale"),
     (["survey", "record", "NPS 2024", "Ann", "7.5"], 5, "not a whole number"),
     (["survey", "record", "NPS 2024", "Ann", "nine"], 5, "not a whole number"),
-    (["survey", "record", "NPS 2024", "Ann"], 5, "needs a score from 0 to 10"),
+    (["survey", "record", "NPS 2024", "Ann"], 5, "NPS responses need a score from 0 to 10"),
     (["survey", "record", "NPS 2024", "Ann", "9", "--answer", "2=x"], 5, "has no question 2"),
     (["survey", "record", "NPS 2024", "Ann", "9", "--answer", "two=x"], 5, "not an answer"),
     (["survey", "record", "NPS 2024", "Zed", "9"], 3, "No customer"),

@@ -365,7 +365,7 @@ def build_answers(qs: list[dict[str, Any]], data: ResponseInput, *, kind: str,
     comment = clean_text(data.comment, "comment", max_len=MAX_COMMENT) or None if data.comment else None
     if kind != "custom" and by_pos[1]["id"] not in answers:
         lo, hi = by_pos[1]["scale_min"], by_pos[1]["scale_max"]
-        raise InvalidInput(_("A {kind} response needs a score from {lo} to {hi}.").format(kind=kind.upper(), lo=lo, hi=hi),
+        raise InvalidInput(_("{kind} responses need a score from {lo} to {hi}.").format(kind=kind.upper(), lo=lo, hi=hi),
                            field="score", value=data.score,
                            hint=_("e.g. crm survey record SURVEY CUSTOMER {hi} --comment 'Great service'.").format(hi=hi))
     if not answers and not comment:
@@ -513,7 +513,11 @@ def map_headers(headers: list[str], qs: list[dict[str, Any]]) -> tuple[dict[int,
     for i, h in enumerate(headers):
         key = _norm_header(h)
         m = re.fullmatch(r"(?:q|question|问题)(\d{1,3})", key)
-        target = f"q{int(m[1])}" if m else alias.get(key) or by_text.get(key)
+        positions = {q["position"] for q in qs}
+        if m:
+            target = f"q{int(m[1])}" if int(m[1]) in positions else None
+        else:
+            target = alias.get(key) or by_text.get(key)
         if target and target not in mapping.values():
             mapping[i] = target
         else:
@@ -652,8 +656,9 @@ def import_responses(session: Session, survey: Survey, headers: list[str], rows:
                                 raise InvalidInput(_("not a valid phone number"), field="phone", value=raw)
                         else:
                             norm = normalize_email(raw)
+                        value_col = CP.c.value if key == "phone" else func.lower(CP.c.value)
                         stmt = (select(C.c.id).distinct().join(CP, CP.c.customer_id == C.c.id)
-                                .where(CP.c.kind == key, CP.c.value == norm))
+                                .where(CP.c.kind == key, value_col == (norm if key == "phone" else norm.lower())))
                     ids = [r[0] for r in session.execute(stmt.where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None)))]
                     if len(ids) > 1:
                         raise InvalidInput(_("matches {n} customers").format(n=len(ids)), field=key, value=raw)
