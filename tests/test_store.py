@@ -457,3 +457,13 @@ def test_usage_errors_exit_2(cli):
     assert result.exit_code == 2 and "Missing argument" in result.stderr and "Traceback" not in result.stderr
     assert cli("customer", "frobnicate").exit_code == 2
     assert cli("customer", "list", "--limit", "0").exit_code == 2
+
+
+def test_a_closed_pipe_stops_quietly(cli, monkeypatch):
+    """`crm customer list | head`: no "Error: Broken pipe" when the reader goes away."""
+    def closed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("crmcli.cli.output.emit", closed)
+    result = cli("customer", "list")
+    assert result.exit_code == 1 and result.stderr == "" and "Traceback" not in result.stdout

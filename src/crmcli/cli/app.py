@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any, Optional
 
@@ -46,6 +47,13 @@ class CrmGroup(TyperGroup):
             raise typer.Exit(int(e.exit_code)) from None
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            # `crm customer list | head`: the reader has gone. Stop quietly, not with "Error: Broken pipe".
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass  # not a real file descriptor (tests)
+            raise typer.Exit(int(ExitCode.ERROR)) from None
         except KeyboardInterrupt:
             typer.echo(_("Interrupted; the store is unchanged by the unfinished command."), err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
