@@ -276,14 +276,33 @@ def _holiday_name(name: str) -> str:
     return value
 
 
+def seeded(session: Session) -> bool:
+    """Whether the defaults were ever written (built-in templates cannot be removed)."""
+    return bool(session.execute(select(exists().where(T.c.builtin.is_(True)))).scalar())
+
+
+def _default_rows() -> list[Any]:
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(name=name, title=_(title), day=date.fromisoformat(d), recurring=recurring)
+            for name, title, recurring, days in DEFAULT_HOLIDAYS for d in days]
+
+
 def occurrences(session: Session, start: date, end: date, *, name: str | None = None) -> list[dict[str, Any]]:
-    """Holiday dates from ``start`` to ``end`` (recurring holidays expanded), sorted by date."""
-    stmt = select(H)
-    if name is not None:
-        stmt = stmt.where(H.c.name == name)
-    stmt = stmt.where(or_(H.c.recurring.is_(True), and_(H.c.day >= start, H.c.day <= end)))
+    """Holiday dates from ``start`` to ``end`` (recurring holidays expanded), sorted by date. A store whose
+    calendar was never written (read-only commands before any `crm care` write) uses the default calendar."""
+    if seeded(session):
+        stmt = select(H)
+        if name is not None:
+            stmt = stmt.where(H.c.name == name)
+        stmt = stmt.where(or_(H.c.recurring.is_(True), and_(H.c.day >= start, H.c.day <= end)))
+        found: list[Any] = list(session.execute(stmt))
+    else:
+        found = [r for r in _default_rows() if name is None or r.name == name]
     out = []
-    for r in session.execute(stmt):
+    for r in found:
+        if not r.recurring and not start <= r.day <= end:
+            continue
         if r.recurring:
             day = occurrence_in(r.day, start, end)
             while day is not None:
