@@ -133,7 +133,7 @@ class Mailer:
                     self.smtp.starttls(context=ssl.create_default_context())
                     self.smtp.ehlo()
             if cfg.user:
-                self.smtp.login(cfg.user, self.password or "")
+                self._login(cfg.user, self.password or "")
         except smtplib.SMTPAuthenticationError:
             self._drop()
             raise CrmError(_("The SMTP server {host} refused the login of {user}.").format(host=cfg.host, user=cfg.user),
@@ -148,6 +148,24 @@ class Mailer:
                 host=cfg.host, port=cfg.port, error=e or type(e).__name__),
                 hint=_("Check smtp.host, smtp.port and smtp.starttls with `crm config list`; nothing was sent.")) from None
         return self
+
+    def _login(self, user: str, password: str) -> None:
+        assert self.smtp is not None
+        try:
+            (user + password).encode("ascii")
+        except UnicodeEncodeError:
+            # smtplib sends ASCII credentials only; AUTH PLAIN (RFC 4616) carries UTF-8.
+            import base64
+
+            self.smtp.ehlo_or_helo_if_needed()
+            if "plain" not in self.smtp.esmtp_features.get("auth", "").lower().split():
+                raise smtplib.SMTPNotSupportedError(_("AUTH PLAIN, which a non-ASCII login or password needs")) from None
+            token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode("ascii")
+            code, reply = self.smtp.docmd("AUTH", "PLAIN " + token)
+            if code != 235:
+                raise smtplib.SMTPAuthenticationError(code, reply) from None
+            return
+        self.smtp.login(user, password)
 
     def send(self, to: str, subject: str, body: str) -> None:
         assert self.smtp is not None
