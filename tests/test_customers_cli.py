@@ -609,3 +609,11 @@ def test_json_output_is_valid_for_cjk(cli):
     add(cli, "王芳", "--notes", "引号\"和\\反斜杠")
     data = json.loads(cli.ok("customer", "show", "王芳", "--format", "json").stdout)
     assert data["customer"]["notes"] == "引号\"和\\反斜杠"
+
+
+def test_add_and_edit_take_relative_dates_from_the_as_of_day(cli, db_path):
+    add(cli, "A", "--follow-up", "in 2 weeks", "--birthday", "30 years ago", "--as-of", AS_OF)
+    assert query(db_path, "SELECT next_follow_up, birthday FROM customer") == [("2024-06-29", "1994-06-15")]
+    cli.ok("customer", "edit", "A", "--follow-up", "3d", "--as-of", AS_OF)  # a follow-up counts forward
+    assert one(db_path, "SELECT next_follow_up FROM customer") == "2024-06-18"
+    fails(cli, 5, "customer", "edit", "A", "--birthday", "2024-06-16", "--as-of", AS_OF, says=["is in the future"])

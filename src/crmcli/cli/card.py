@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from crmcli.cli.common import AsOfOpt, FormatOpt, info, masking, pick_customer, state, store_context
+from crmcli.cli.common import AsOfOpt, info, masking, pick_customer, state, store_context
 from crmcli.errors import UsageError
 from crmcli.i18n import _
 
@@ -22,7 +22,9 @@ def show(
     svg: Annotated[Optional[Path], typer.Option("--svg", help=_("Also save the card as an SVG image."), dir_okay=False)] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help=_("Also save the card as an HTML page."), dir_okay=False)] = None,
     width: Annotated[Optional[int], typer.Option("--width", min=40, max=300, help=_("Width in columns (default: the terminal's)."))] = None,
-    as_of: AsOfOpt = None, fmt: FormatOpt = None,
+    as_of: AsOfOpt = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT",
+                                               help=_("table (the card; default) or json / jsonl (its data)."))] = None,
 ) -> None:
     from crmcli.cli.output import emit_record
     from crmcli.core import card as card_core

@@ -62,7 +62,7 @@ def add(
     notes: Annotated[Optional[str], typer.Option(help=_("Notes."))] = None,
     follow_up: Annotated[Optional[str], typer.Option("--follow-up", help=_("Next follow-up date."))] = None,
     allow_duplicate: AllowDup = False,
-    fmt: FormatOpt = None,
+    as_of: AsOfOpt = None,
 ) -> None:
     from crmcli.core import customers
 
@@ -73,7 +73,7 @@ def add(
         socials=(social or []) + ([f"wechat:{wechat}"] if wechat else []), consent=_consents(consent),
         preferences=_prefs(pref), tags=tag or [])
     with state().store().write() as session:
-        ctx = store_context(session)
+        ctx = store_context(session, as_of)
         customer = customers.add_customer(session, data, ctx, allow_duplicate=allow_duplicate)
         code_, cid = customer.code, customer.id
     info(_("Added {code} {name}.").format(code=code_, name=name.strip()))
@@ -227,6 +227,7 @@ def edit(
     consent: Consents = None, pref: Prefs = None,
     unset_pref: Annotated[Optional[list[str]], typer.Option("--unset-pref", help=_("Remove a preference by key (repeatable)."))] = None,
     allow_duplicate: AllowDup = False,
+    as_of: AsOfOpt = None,
 ) -> None:
     from crmcli.core import customers
 
@@ -241,7 +242,7 @@ def edit(
                                     unset_preferences=unset_pref or [])
     cid = choose_customer(customer)
     with state().store().write() as session:
-        ctx = store_context(session)
+        ctx = store_context(session, as_of)
         record = customers.get(session, cid)
         changed = customers.edit_customer(session, record, change, ctx, allow_duplicate=allow_duplicate)
         label = f"{record.code} {record.name}"
