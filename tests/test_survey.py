@@ -281,3 +281,24 @@ def test_schema_matches_the_models(store):
         db_fk = sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(name))
         model_fk = sorted(((f.parent.name,), f.column.table.name) for f in table.foreign_keys)
         assert db_fk == model_fk, name
+
+
+def test_score_summary_for_reports_spans_surveys(shop, store):
+    from datetime import date
+
+    from crmcli.core import surveys
+
+    shop.ok("survey", "create", "NPS Q1")
+    shop.ok("survey", "create", "Lunch", "--kind", "custom", "-q", "text:Hi?", "-q", "nps:Recommend us?")
+    shop.ok("survey", "create", "Delivery", "--kind", "csat")
+    shop.ok("survey", "record", "NPS Q1", "Ann", "10", "--at", "2024-01-10", "--as-of", "2024-03-31")
+    shop.ok("survey", "record", "NPS Q1", "Bob", "5", "--at", "2024-02-10", "--as-of", "2024-03-31")
+    shop.ok("survey", "record", "Lunch", "Cai", "hello", "-a", "2=9", "--at", "2024-02-11", "--as-of", "2024-03-31")
+    shop.ok("survey", "record", "Delivery", "Dan", "5", "--at", "2024-02-12", "--as-of", "2024-03-31")
+    with store.read() as session:
+        everything = surveys.score_summary(session, "nps")
+        february = surveys.score_summary(session, "nps", date(2024, 2, 1), date(2024, 2, 29))
+        csat = surveys.score_summary(session, "csat")
+    assert (everything["n"], everything["promoters"], everything["detractors"], everything["nps"]) == (3, 2, 1, 33.3)
+    assert (february["n"], february["nps"]) == (2, 0.0)
+    assert (csat["kind"], csat["n"], csat["csat"]) == ("csat", 1, 100.0)

@@ -964,6 +964,25 @@ def _groups(session: Session, survey: Survey, main: dict[str, Any], by: str, ctx
     return out
 
 
+def score_summary(session: Session, kind: str = "nps", since: date | None = None, until: date | None = None,
+                  survey_id: int | None = None) -> dict[str, Any]:
+    """For reports: the NPS (or CSAT/CES) of every answer of that type given between two business dates
+    (inclusive; None = unbounded), across all surveys or one; the same keys as `survey results` metric."""
+    from crmcli.core import survey_stats
+
+    if kind not in SCALES:
+        raise InvalidInput(_("'{value}' is not a survey kind.").format(value=kind), field="kind", value=kind,
+                           hint=_("Use one of: {choices}.").format(choices=", ".join(SCALES)))
+    stmt = (select(A.c.score, func.count()).select_from(A.join(R, R.c.id == A.c.response_id)
+                                                         .join(Q, Q.c.id == A.c.question_id))
+            .where(Q.c.kind == kind, A.c.score.is_not(None)))
+    if survey_id is not None:
+        stmt = stmt.where(R.c.survey_id == survey_id)
+    stmt = _period(stmt, R.c.responded_on, since, until, is_date=True, tz=None).group_by(A.c.score)
+    hist = {score: n for score, n in session.execute(stmt)}
+    return {"kind": kind, **rounded(kind, survey_stats.metric(kind, hist, *SCALES[kind]))}
+
+
 def responses(session: Session, survey: Survey, ctx: StoreContext, *, since: date | None = None,
               until: date | None = None, detractors: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
     stmt = (select(R, C.c.code, C.c.name, I.c.token).join(C, C.c.id == R.c.customer_id)
@@ -1076,4 +1095,5 @@ def erase_customer(session: Session, customer_id: int) -> None:
     session.execute(update(A).where(A.c.response_id.in_(ids)).values(text=None))
 
 
-__all__ = ["KINDS", "create_survey", "get_survey", "record_response", "import_responses", "results", "card_slot"]
+__all__ = ["KINDS", "create_survey", "get_survey", "record_response", "import_responses", "results", "score_summary",
+           "card_slot"]
