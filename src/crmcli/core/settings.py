@@ -205,6 +205,40 @@ for _tier_spec in [
     register(_tier_spec)
 
 
+def _churn(key: str) -> Callable[[str], Any]:
+    """A parser from crmcli.core.churn.rules (churn warning thresholds, `crm churn rules`), imported when set."""
+    def parse(text: str) -> Any:
+        from crmcli.core.churn import rules
+
+        return rules.PARSERS[key](text)
+    return parse
+
+
+for _churn_spec in [
+    SettingSpec("churn.interval", [1.5, 2, 3], _churn("churn.interval"),
+                N_("Churn risk low/medium/high after this many of the customer's usual intervals without a purchase.")),
+    SettingSpec("churn.min_history", 3, _churn("churn.min_history"),
+                N_("Purchase days needed before a customer's usual interval is used (else churn.recency).")),
+    SettingSpec("churn.recency", [60, 90, 180], _churn("churn.recency"),
+                N_("Churn risk low/medium/high after this many days without a purchase (too little history).")),
+    SettingSpec("churn.spend_window", 90, _churn("churn.spend_window"),
+                N_("Days of the spend windows compared by churn.spend_drop.")),
+    SettingSpec("churn.spend_drop", [30, 50, 80], _churn("churn.spend_drop"),
+                N_("Churn risk low/medium/high when spend in the last window is down this many % on the one before.")),
+    SettingSpec("churn.nps", [None, 6, 3], _churn("churn.nps"),
+                N_("Churn risk low/medium/high when the latest NPS answer is at most this.")),
+    SettingSpec("churn.csat", [None, 2, 1], _churn("churn.csat"),
+                N_("Churn risk low/medium/high when the latest CSAT answer is at most this.")),
+    SettingSpec("churn.satisfaction_days", 365, _churn("churn.satisfaction_days"),
+                N_("Only NPS/CSAT answers from the last this many days count.")),
+    SettingSpec("churn.complaints", [None, 1, 2], _churn("churn.complaints"),
+                N_("Churn risk low/medium/high with at least this many complaints open.")),
+    SettingSpec("churn.no_contact", [120, 240, None], _churn("churn.no_contact"),
+                N_("Churn risk low/medium/high after this many days without an interaction.")),
+]:
+    register(_churn_spec)
+
+
 def _spec(key: str) -> SettingSpec:
     spec = SPECS.get(key)
     if spec is None:
