@@ -656,3 +656,227 @@ def products(
             emit(report.best, best_columns, chosen, units)
 
     show(view, fmt, svg, html, machine, title=title)
+
+
+# ------------------------------------------------------------------------ the other features' reports
+
+def _simple_table(title: str, columns: list["Column"], rows: list[dict[str, Any]], units: "Units", *,
+                  bar_key: str | None = None, note: str | None = None) -> "RenderableType":
+    """A Rich table of rows (same cell text as the machine formats' human form), with an optional bar."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from crmcli.cli.output import text_value
+    from crmcli.render.charts import bar
+
+    from rich.cells import cell_len
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in columns:
+        numeric = c.kind in ("money", "int") or c.justify == "right"
+        widest = max((cell_len(text_value(r.get(c.source or c.key), c, units)) for r in rows), default=0)
+        table.add_column(c.label, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold",
+                         min_width=None if numeric else min(max(widest, cell_len(c.label)), 16))
+    if bar_key:
+        table.add_column("", no_wrap=True, overflow="crop", width=10)
+    biggest = max((float(r.get(bar_key) or 0) for r in rows), default=0) if bar_key else 0
+    for r in rows:
+        cells: list[Any] = [Text(text_value(r.get(c.source or c.key), c, units)) for c in columns]
+        if bar_key:
+            cells.append(bar(float(r.get(bar_key) or 0), biggest, 10))
+        table.add_row(*cells)
+    parts: list[Any] = [table]
+    if not rows:
+        parts.append(Text(_("Nothing to show."), style="dim"))
+    if note:
+        parts.append(Text(note, style="dim"))
+    return Group(*parts)
+
+
+def _run_note(run: dict[str, Any] | None) -> str:
+    if not run:
+        return _("Not computed yet: run `crm tier recompute`.")
+    return _("As of the last recompute ({date}).").format(date=run.get("as_of") or run.get("ran_at") or "?")
+
+
+@app.command("tiers", help=_("Customers, revenue share and average spend per A/B/C tier (the tiers feature's summary, as of "
+                             "its last recompute).\n\nExample: crm report tiers --svg tiers.svg"))
+def tiers(fmt: FormatOpt = None, svg: SvgOpt = None, html: HtmlOpt = None) -> None:
+    from crmcli.cli.output import Column, emit
+    from crmcli.core.reports import features
+
+    with state().store().read() as session:
+        ctx = store_context(session)
+        data = features.tiers(session)
+    rows = [{**r, "tier": r["tier"] or "—", "customer_share": float(r["customer_share"]),
+             "revenue_share": float(r["revenue_share"])} for r in data["tiers"]]
+    columns = [Column("tier", _("Tier")), Column("customers", _("Customers"), "int"),
+               Column("customer_share", _("Share %"), justify="right"),
+               Column("revenue", _("Revenue"), "money", source="revenue_minor"),
+               Column("revenue_share", _("Revenue %"), justify="right"),
+               Column("average", _("Average"), "money", source="average_minor")]
+    title = _("Tiers")
+    show(lambda: _simple_table(title, columns, rows, _units(ctx), bar_key="revenue_minor", note=_run_note(data["last_run"])),
+         fmt, svg, html, lambda chosen: emit(rows, columns, chosen, _units(ctx), title=title), title=title)
+
+
+@app.command("segments", help=_("Customers and revenue per RFM segment (the tiers feature's segments, as of its last "
+                                "recompute).\n\nExample: crm report segments --format markdown"))
+def segments(fmt: FormatOpt = None, svg: SvgOpt = None, html: HtmlOpt = None) -> None:
+    from crmcli.cli.output import Column, emit
+    from crmcli.core.reports import features
+    from crmcli.core.rfm import segment_label
+
+    with state().store().read() as session:
+        ctx = store_context(session)
+        data = features.segments(session)
+    rows = [{**r, "label": segment_label(r["segment"]) if r["segment"] else "—",
+             "customer_share": float(r["customer_share"]), "revenue_share": float(r["revenue_share"])}
+            for r in data["segments"]]
+    columns = [Column("segment", _("Segment key")), Column("label", _("Segment")),
+               Column("customers", _("Customers"), "int"),
+               Column("customer_share", _("Share %"), justify="right"),
+               Column("revenue", _("Revenue"), "money", source="revenue_minor"),
+               Column("revenue_share", _("Revenue %"), justify="right"),
+               Column("average", _("Average"), "money", source="average_minor")]
+    title = _("RFM segments")
+    show(lambda: _simple_table(title, columns[1:], rows, _units(ctx), note=_run_note(data["last_run"])),
+         fmt, svg, html, lambda chosen: emit(rows, columns, chosen, _units(ctx), title=title), title=title)
+
+
+@app.command("nps", help=_("Net Promoter Score of every NPS survey in the period, with its 95% interval, promoters, "
+                           "passives, detractors and response rate (the surveys feature's results).\n\n"
+                           "Example: crm report nps --since 2025-01-01"))
+def nps(
+    since: SinceOpt = None, until: UntilOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = None,
+    svg: SvgOpt = None, html: HtmlOpt = None,
+) -> None:
+    from crmcli.cli.output import Column, emit
+    from crmcli.core.reports import features
+
+    with state().store().read() as session:
+        ctx, rng = _range(session, as_of, since, until, days=365)
+        rows = features.nps(session, ctx, rng)
+    for r in rows:
+        for key in ("nps", "ci_low", "ci_high"):
+            r[key] = round(r[key], 1) if r[key] is not None else None
+        r["trend_line"] = " ".join(f"{t['month']}:{t['value']}" for t in r["trend"])
+    columns = [Column("survey", _("Survey")), Column("nps", _("NPS"), justify="right"),
+               Column("ci_low", _("95% low"), justify="right"), Column("ci_high", _("95% high"), justify="right"),
+               Column("responses", _("Responses"), "int"), Column("promoters", _("Promoters"), "int"),
+               Column("passives", _("Passives"), "int"), Column("detractors", _("Detractors"), "int"),
+               Column("invited", _("Invited"), "int"), Column("response_rate", _("Response %"), justify="right")]
+    title = _("Net Promoter Score, {span}").format(span=_span(rng))
+
+    def view() -> "RenderableType":
+        from rich.console import Group
+        from rich.text import Text
+
+        from crmcli.render.charts import sparkline
+
+        shown = [{**r, "ci": "" if r["ci_low"] is None else f"{r['ci_low']:.1f} – {r['ci_high']:.1f}"} for r in rows]
+        view_columns = [columns[0], columns[1], Column("ci", _("95% interval"), justify="right"), *columns[4:8]]
+        parts: list[Any] = [_simple_table(title, view_columns, shown, _units(ctx))]
+        for r in rows:
+            values = [t["value"] for t in r["trend"]]
+            if len(values) > 1:
+                parts.append(Text(_("{survey}: NPS by month {spark} ({first} → {last})").format(
+                    survey=r["survey"], spark=sparkline(values), first=r["trend"][0]["month"],
+                    last=r["trend"][-1]["month"]), style="cyan"))
+        return Group(*parts)
+
+    def machine(chosen: str) -> None:
+        if chosen == "json":
+            _record({**rng.as_dict(), "surveys": [{k: v for k, v in r.items() if k != "trend_line"} for r in rows]},
+                    chosen)
+            return
+        emit(rows, columns, chosen, _units(ctx), title=title)
+
+    show(view, fmt, svg, html, machine, title=title)
+
+
+@app.command("points", help=_("Loyalty points outstanding on the as-of date, what they are worth, what expires within 30 "
+                              "days and who owes points (the points feature's liability).\n\n"
+                              "Example: crm report points --as-of 2025-12-31"))
+def points(as_of: AsOfOpt = None, fmt: FormatOpt = None, svg: SvgOpt = None, html: HtmlOpt = None) -> None:
+    from crmcli.core.reports import features
+
+    with state().store().read() as session:
+        ctx = store_context(session, as_of)
+        data = features.points(session, ctx)
+    money = _money(ctx)
+    metrics = [("outstanding", _("Points outstanding"), data["outstanding"], str(data["outstanding"])),
+               ("spendable", _("Spendable now"), data["spendable"], str(data["spendable"])),
+               ("locked", _("Locked (return window)"), data["locked"], str(data["locked"])),
+               ("expiring_30d", _("Expiring within 30 days"), data["expiring_30d"], str(data["expiring_30d"])),
+               ("overdue", _("Past expiry, not yet expired"), data["overdue"], str(data["overdue"])),
+               ("customers", _("Customers holding points"), data["customers"], str(data["customers"])),
+               ("debt", _("Points owed by customers"), data["debt"], str(data["debt"])),
+               ("value_per_point", _("Value of one point"), data["value_per_point"], data["value_per_point"]),
+               ("value", _("Liability"), data["value_minor"], money(data["value_minor"]))]
+    title = _("Points liability as of {date}").format(date=ctx.today.isoformat())
+    _metric_report(title, metrics, fmt, svg, html, ctx, record={**data, "value": _money_str(ctx, data["value_minor"])})
+
+
+@app.command("feedback", help=_("Open and overdue feedback now, and the share handled within its deadline among items "
+                                "opened in the period (the feedback feature's definitions).\n\n"
+                                "Example: crm report feedback --since 90d"))
+def feedback(
+    since: SinceOpt = None, until: UntilOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = None,
+    svg: SvgOpt = None, html: HtmlOpt = None,
+) -> None:
+    from crmcli.core.reports import features
+
+    with state().store().read() as session:
+        ctx, rng = _range(session, as_of, since, until, days=90)
+        data = features.feedback(session, ctx, rng)
+    metrics = [("open", _("Open now"), data["open"], str(data["open"])),
+               ("overdue", _("Overdue now"), data["overdue"], str(data["overdue"])),
+               ("opened", _("Opened in the period"), data["opened"], str(data["opened"])),
+               ("handled_in_time", _("Handled in time"), data["handled_in_time"], str(data["handled_in_time"])),
+               ("missed", _("Missed the deadline"), data["missed"], str(data["missed"])),
+               ("pending", _("Open, not yet due"), data["pending"], str(data["pending"])),
+               ("no_deadline", _("Without a deadline"), data["no_deadline"], str(data["no_deadline"])),
+               ("in_time_share", _("Share handled within deadline"), data["in_time_share"], _pct(data["in_time_share"]))]
+    title = _("Feedback, {span}").format(span=_span(rng))
+    _metric_report(title, metrics, fmt, svg, html, ctx, record={**rng.as_dict(), **data})
+
+
+def _money_str(ctx: "StoreContext", minor: int) -> str:
+    from crmcli.core.money import money_str
+
+    return money_str(minor, ctx.currency)
+
+
+def _metric_report(title: str, metrics: list[tuple[str, str, Any, str]], fmt: str | None, svg: str | None,
+                   html: str | None, ctx: "StoreContext", *, record: dict[str, Any]) -> None:
+    """A two-column report (metric, value): a table for people, one JSON document, or metric rows."""
+
+    def view() -> "RenderableType":
+        from rich import box
+        from rich.table import Table
+
+        table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table.add_column(_("Metric"), overflow="fold")
+        table.add_column(_("Value"), justify="right", no_wrap=True)
+        for _key, label, _value, text in metrics:
+            table.add_row(label, text)
+        return table
+
+    def machine(chosen: str) -> None:
+        from crmcli.cli.output import Column, emit
+
+        if chosen in ("json", "jsonl"):
+            _record(record, chosen)
+            return
+        if chosen == "markdown":
+            emit([{"label": label, "value": text} for _k, label, _v, text in metrics],
+                 [Column("label", _("Metric")), Column("value", _("Value"), justify="right")], chosen, _units(ctx),
+                 title=title)
+            return
+        emit([{"metric": key, "value": value} for key, _l, value, _t in metrics],
+             [Column("metric", _("Metric")), Column("value", _("Value"))], chosen, _units(ctx), title=title)
+
+    show(view, fmt, svg, html, machine, title=title)

@@ -95,6 +95,83 @@ def _feedback_overdue(session: Session, ctx: StoreContext, today: date, end: dat
 
 # ---------------------------------------------------------------------------------------- dashboard
 
+def tiers(session: Session) -> dict[str, Any]:
+    """The tiers feature's summary (as of its last recompute) and when that was."""
+    from crmcli.core import tiers as tiers_mod
+
+    return {"last_run": tiers_mod.last_run(session), "tiers": tiers_mod.summary(session)}
+
+
+def segments(session: Session) -> dict[str, Any]:
+    from crmcli.core import tiers as tiers_mod
+
+    return {"last_run": tiers_mod.last_run(session), "segments": tiers_mod.segments_summary(session)}
+
+
+def nps(session: Session, ctx: StoreContext, rng: Range | None) -> list[dict[str, Any]]:
+    """Every NPS survey with responses in the range: NPS, its 95% interval, promoters/passives/detractors,
+    invitations and response rate (the surveys feature's results), newest survey first."""
+    from crmcli.core import surveys
+    from crmcli.store.models_feedback import Survey
+
+    out = []
+    for info in surveys.list_surveys(session):
+        if info["kind"] != "nps":
+            continue
+        survey = session.get(Survey, info["id"])
+        doc = surveys.results(session, survey, ctx, since=rng.since if rng else None, until=rng.until if rng else None,
+                              comments=0)
+        metric = doc.get("metric") or {}
+        out.append({"survey": info["name"], "id": info["id"], "status": info["status"],
+                    "invited": doc["invited"], "responses": doc["responses"], "response_rate": doc["response_rate"],
+                    "nps": metric.get("nps"), "ci_low": metric.get("ci_low"), "ci_high": metric.get("ci_high"),
+                    "promoters": metric.get("promoters", 0), "passives": metric.get("passives", 0),
+                    "detractors": metric.get("detractors", 0), "trend": doc.get("trend", [])})
+    return out
+
+
+def points(session: Session, ctx: StoreContext) -> dict[str, Any]:
+    from crmcli.core.points.expiry import liability
+
+    return liability(session, ctx)
+
+
+def feedback(session: Session, ctx: StoreContext, rng: Range) -> dict[str, Any]:
+    """Open and overdue items now (as of the as-of day), and the share handled within the deadline among
+    items opened in the range (the feedback feature's definitions)."""
+    from crmcli.core import feedback as feedback_mod
+
+    now = feedback_mod.now_for(ctx)
+    counts = feedback_mod.counts(session, now)
+    handled = feedback_mod.handled_in_time(session, rng.since, rng.until, now=now)
+    share = handled.get("share")
+    return {**counts, "opened": handled["total"], "handled_in_time": handled["in_time"], "missed": handled["missed"],
+            "pending": handled["pending"], "no_deadline": handled["no_deadline"],
+            "in_time_share": round(share * 100, 1) if share is not None else None}
+
+
 def dashboard_sections(session: Session, ctx: StoreContext, rng: Range) -> dict[str, Any]:
-    return {}
+    """Tier mix, NPS, points outstanding and feedback for `crm report summary` (features present only)."""
+    out: dict[str, Any] = {}
+    if installed("crmcli.core.tiers"):
+        rows = tiers(session)["tiers"]
+        if any(r["tier"] for r in rows):
+            out["tiers"] = {"counts": {(r["tier"] or "—"): r["customers"] for r in rows}}
+    if installed("crmcli.core.surveys"):
+        found = [s for s in nps(session, ctx, rng) if s["responses"]]
+        if found:
+            latest = found[0]
+            out["nps"] = {"survey": latest["survey"], "nps": round(latest["nps"], 1) if latest["nps"] is not None else None,
+                          "responses": latest["responses"], "promoters": latest["promoters"],
+                          "passives": latest["passives"], "detractors": latest["detractors"]}
+    if installed("crmcli.core.points.expiry"):
+        liab = points(session, ctx)
+        if liab["outstanding"] or liab["debt"]:
+            out["points"] = {"outstanding": liab["outstanding"], "value_minor": liab["value_minor"],
+                             "expiring_30d": liab["expiring_30d"], "customers": liab["customers"]}
+    if installed("crmcli.core.feedback"):
+        fb = feedback(session, ctx, rng)
+        if fb["open"] or fb["opened"]:
+            out["feedback"] = {"open": fb["open"], "overdue": fb["overdue"], "in_time_share": fb["in_time_share"]}
+    return out
 
