@@ -268,3 +268,19 @@ def test_bad_send_options(cli: Any) -> None:
     fails(cli, 2, "care", "send", "birthday", "--via", "fax")
     fails(cli, 2, "care", "send", "birthday", "--via", "email", "--channel", "sms")
     fails(cli, 2, "care", "send", "holiday", "mid-autumn", "--grant-points", "5")
+
+
+def test_privacy_hooks_export_and_erase_greetings(cli: Any, store: Any) -> None:
+    from crmcli.core import hooks
+
+    cid = add(store, "Ann", birthday="1988-03-14", phone="13800138003", consent={"sms": True})
+    cli.ok("care", "send", "birthday", "--as-of", "2025-03-14")
+    assert "crmcli.core.care:customer_data" in hooks.CUSTOMER_DATA
+    assert "crmcli.core.care:erase_customer" in hooks.CUSTOMER_ERASE
+    with store.write() as session:
+        name, data = hooks.load("crmcli.core.care:customer_data")(session, cid)
+        assert name == "greetings" and data[0]["occasion"] == "birthday:2025" and "Ann" in data[0]["message"]
+        hooks.load("crmcli.core.care:erase_customer")(session, cid)
+    # the message text is gone, the record that it was sent stays (so it is never sent again)
+    assert query(cli.db, "SELECT occasion, message FROM care_send") == [("birthday:2025", None)]
+    assert "Ann" not in cli.ok("care", "send", "birthday", "--as-of", "2025-03-14").stdout

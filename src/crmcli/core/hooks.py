@@ -28,7 +28,7 @@ CARD_SLOTS: dict[str, str | None] = {
 }
 
 CUSTOMER_DATA: list[str] = ["crmcli.core.points.card:customer_data", "crmcli.core.surveys:customer_data",
-                             "crmcli.core.feedback:customer_data"]
+                             "crmcli.core.feedback:customer_data", "crmcli.core.care:customer_data"]
 
 CLASSIFICATION: str | None = "crmcli.core.tiers:classification"
 
@@ -37,7 +37,8 @@ CLASSIFICATION: str | None = "crmcli.core.tiers:classification"
 # (set by the points feature).
 POINTS_EARNED: str | None = "crmcli.core.points.earning:points_earned"
 
-CUSTOMER_ERASE: list[str] = ["crmcli.core.surveys:erase_customer", "crmcli.core.feedback:erase_customer"]
+CUSTOMER_ERASE: list[str] = ["crmcli.core.surveys:erase_customer", "crmcli.core.feedback:erase_customer",
+                              "crmcli.core.care:erase_customer"]
 
 
 def load(spec: str) -> Callable[..., Any]:
