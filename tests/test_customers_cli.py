@@ -617,3 +617,10 @@ def test_add_and_edit_take_relative_dates_from_the_as_of_day(cli, db_path):
     cli.ok("customer", "edit", "A", "--follow-up", "3d", "--as-of", AS_OF)  # a follow-up counts forward
     assert one(db_path, "SELECT next_follow_up FROM customer") == "2024-06-18"
     fails(cli, 5, "customer", "edit", "A", "--birthday", "2024-06-16", "--as-of", AS_OF, says=["is in the future"])
+
+
+def test_over_long_text_is_refused(cli, unchanged):
+    check = unchanged()
+    fails(cli, 5, "customer", "add", "A", "--notes", "备" * 10_001, says=["notes is too long (10001 characters; at most 10000)"])
+    fails(cli, 5, "customer", "add", "名" * 201, says=["name is too long (201 characters; at most 200)"])
+    check()

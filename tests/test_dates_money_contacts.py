@@ -52,6 +52,7 @@ def test_future_fields_count_forward_without_a_direction(text, past, future):
     ("", "empty"), ("   ", "empty"), ("2024-02-30", "no such day"), ("2023-02-29", "no such day"),
     ("0000-00-00", "no such day"), ("2024-13-01", "no such day"), ("2024年2月30日", "no such day"),
     ("03/04/2024", "either way round: 2024-03-04 or 2024-04-03"), ("02/30/2024", "no such day"),
+    ("13/14/2024", "no such day"), ("0/5/2024", "no such day"), ("31/04/2024", "no such day"),
     ("99999 years ago", "out of range"), ("in 9999 years", "out of range"), ("3 fortnights", "unknown unit"),
     ("in 3 days ago", "give the direction once"), ("Monday", "give the day and the month"),
     ("March 2024", "give the day and the month"), ("someday", None), ("1e5", None), ("2024-03", None),
@@ -133,7 +134,7 @@ def test_date_parsing_never_raises_anything_but_invalid_input(text, today, futur
     try:
         result = parse_date(text, today=today, future=future)
     except InvalidInput as e:
-        assert e.message and e.field == "date"
+        assert e.message and e.field == "date" and "?" not in e.message
         return
     assert isinstance(result, date)
 

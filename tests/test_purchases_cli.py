@@ -250,3 +250,19 @@ def test_purchases_feed_the_customer_list(shop):
     rows = {r["code"]: r for r in shop.json("customer", "list")}
     assert (rows["C000002"]["orders"], rows["C000002"]["net_spent"], rows["C000002"]["last_purchase"]) == (2, "25.50", "2024-05-03")
     assert (rows["C000001"]["orders"], rows["C000001"]["net_spent"]) == (0, "0.00")
+
+
+@pytest.mark.parametrize("args", [
+    ["Ann", "-5", "--quantity", "2"], ["--product", "x", "Ann", "-5"], ["--", "Ann", "-5"], ["Ann", "--at", "2024-06-01", "-5.5"],
+])
+def test_a_negative_amount_anywhere_gets_the_amount_message(shop, unchanged, args):
+    check = unchanged()
+    fails(shop, 5, "purchase", "add", "--as-of", AS_OF, *args, says=["is negative", "crm purchase refund"])
+    check()
+
+
+def test_an_option_value_that_looks_negative_stays_with_its_option(shop, unchanged):
+    check = unchanged()
+    fails(shop, 5, "purchase", "add", "Ann", "5", "--quantity", "-2", says=["Quantity -2 is out of range"])
+    assert "Usage" in shop("purchase", "add", "Ann", "-5", "-h").stdout  # help still works
+    check()

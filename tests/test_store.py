@@ -467,3 +467,16 @@ def test_a_closed_pipe_stops_quietly(cli, monkeypatch):
     monkeypatch.setattr("crmcli.cli.output.emit", closed)
     result = cli("customer", "list")
     assert result.exit_code == 1 and result.stderr == "" and "Traceback" not in result.stdout
+
+
+def test_a_damaged_store(cli, db_path):
+    for i in range(20):
+        cli.ok("customer", "add", f"Customer {i}", "--notes", "x" * 500)
+    root = one(db_path, "SELECT rootpage FROM sqlite_master WHERE name = 'customer'")
+    page = one(db_path, "PRAGMA page_size")
+    data = bytearray(db_path.read_bytes())
+    data[(root - 1) * page:root * page] = b"\xff" * page  # the customer table's root page is garbage now
+    db_path.write_bytes(bytes(data))
+    for args in (["customer", "list"], ["customer", "add", "Ann"]):
+        fails(cli, 1, *args, says=[f"The store {db_path} is damaged", "malformed"])
+    assert db_path.read_bytes() == bytes(data)

@@ -109,16 +109,18 @@ def parse_date(text: str, *, today: date, field: str = "date", date_format: str 
             return _make(year, b, a, raw, field)
         if b > 12 and a <= 12:
             return _make(year, a, b, raw, field)
-        if a == b:
-            return _make(year, a, b, raw, field)
+        if a == b or (a > 12 and b > 12):
+            return _make(year, a, b, raw, field)  # 13/14/2024 is no day either way
         readings = []
         for mm, dd in ((a, b), (b, a)):
             try:
                 readings.append(date(year, mm, dd).isoformat())
             except ValueError:
                 pass
+        if len(readings) < 2:  # a zero day or month: no day either way
+            return _make(year, a, b, raw, field)
         raise _fail(raw, field, _("day and month could be either way round: {readings}; write it as YYYY-MM-DD")
-                    .format(readings=_(" or ").join(readings) or "?"))
+                    .format(readings=_(" or ").join(readings)))
     if re.search(r"[a-z]{3}", s):
         return _parse_words(text, today, raw, field)
     raise _fail(raw, field)
