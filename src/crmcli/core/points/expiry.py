@@ -8,6 +8,7 @@ are never spendable (balances and redemptions only count lots that are alive on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -25,19 +26,26 @@ from crmcli.store.models import Customer
 C = Customer.__table__
 
 
-def overdue(session: Session, as_of: date, *, customer_id: int | None = None) -> list[dict[str, Any]]:
-    """Lots with points left whose last valid day is before ``as_of``."""
+def overdue(session: Session, as_of: date, *, customer_id: int | None = None,
+            customer_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Lots with points left whose last valid day is before ``as_of`` (of everyone, one or some customers)."""
     used = _used()
     stmt = (select(L.c.id, L.c.customer_id, L.c.expires_on, (L.c.points - used).label("points"))
             .where(L.c.points > 0, L.c.expires_on < as_of, L.c.points - used > 0).order_by(L.c.expires_on, L.c.id))
     if customer_id is not None:
-        stmt = stmt.where(L.c.customer_id == customer_id)
-    return [dict(r) for r in session.execute(stmt).mappings()]
+        customer_ids = [customer_id]
+    if customer_ids is None:
+        return [dict(r) for r in session.execute(stmt).mappings()]
+    found: list[dict[str, Any]] = []
+    for part in chunks(sorted(set(customer_ids))):
+        found.extend(dict(r) for r in session.execute(stmt.where(L.c.customer_id.in_(list(part)))).mappings())
+    return found
 
 
-def expire(session: Session, as_of: date, *, customer_id: int | None = None) -> list[dict[str, Any]]:
-    """Expire every overdue lot (of one customer, or all); returns what was expired."""
-    found = overdue(session, as_of, customer_id=customer_id)
+def expire(session: Session, as_of: date, *, customer_id: int | None = None,
+           customer_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Expire every overdue lot (of everyone, one or some customers); returns what was expired."""
+    found = overdue(session, as_of, customer_id=customer_id, customer_ids=customer_ids)
     for part in chunks(found, 1000):
         rows = [{"customer_id": r["customer_id"], "kind": "expire", "points": -int(r["points"]),
                  "effective_on": r["expires_on"] + timedelta(days=1), "ref_id": r["id"], "key": f"expire:{r['id']}"}

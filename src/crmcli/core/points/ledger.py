@@ -139,7 +139,15 @@ def append(session: Session, rows: list[dict[str, Any]], *, allocations: list[li
                      "reason": row.get("reason"), "actor": who,
                      "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail is not None else None,
                      "key": row.get("key")})
-    ids = [int(r[0]) for r in session.execute(insert(L).returning(L.c.id, sort_by_parameter_order=True), full)]
+    if len(full) == 1:
+        ids = [int(session.execute(insert(L).returning(L.c.id), full).scalar_one())]
+    else:
+        # Several rows: each has its own unique key, which maps the returned ids back to the rows (cheaper than
+        # asking the driver to keep the parameters' order).
+        keys = [row["key"] for row in full]
+        assert None not in keys and len(set(keys)) == len(keys), "bulk ledger rows need unique keys"
+        by_key = {key: int(i) for i, key in session.execute(insert(L).returning(L.c.id, L.c.key), full)}
+        ids = [by_key[key] for key in keys]
     alloc_rows: list[dict[str, int]] = []
     for i, (debit_id, row) in enumerate(zip(ids, full)):
         allocs = allocations[i] if allocations else []
@@ -185,7 +193,7 @@ def credit_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
             n = min(left, int(row["points"]))
             owed[row["customer_id"]] = left - n
             repay.append({"customer_id": row["customer_id"], "kind": "repay", "points": -n, "debt": -n,
-                          "effective_on": row["effective_on"], "ref_id": new_id,
+                          "effective_on": row["effective_on"], "ref_id": new_id, "key": f"repay:{new_id}",
                           "reason": row.get("reason")})
             allocs.append([(new_id, n)])
         append(session, repay, allocations=allocs)

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -236,6 +237,7 @@ def earn_for(rules: Rules, *, amount_minor: int, currency_digits: int, category:
     return Earning(max(points, 0), detail)
 
 
+@lru_cache(maxsize=4096)
 def expiry_date(policy: str, earned_on: date) -> date | None:
     """The last day points earned on ``earned_on`` can be used (None: they never expire)."""
     if policy == "never":
