@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from crm_helpers import fails, one, query
+from crm_helpers import cli, fails, fast_cli, one, query, template_store  # noqa: F401 - fixtures
 
 
 def add(store: Any, name: str, *, birthday: str | None = None, phone: str | None = None, email: str | None = None,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from crm_helpers import fails
+from crm_helpers import cli, fails, fast_cli, from_template, template_store  # noqa: F401 - fixtures
 
 # (customer, date, product, amount, channel). Baskets (customer, day): Ann 01-05 {Latte, Cake}, Ann 02-10 {Latte},
 # Ann 04-10 {Beans}, Bob 01-20 {Latte, Cake}, Bob 03-01 {Beans}, 陈静 02-03 {Cake}, Dan 02-15 {Latte, Beans},
@@ -51,10 +51,20 @@ def build(store: Any) -> dict[str, int]:
     return ids
 
 
+def build_shop(c: Any) -> None:
+    from crmcli.store.engine import open_store
+
+    s = open_store(str(c.db))
+    try:
+        build(s)
+    finally:
+        s.dispose()
+
+
 @pytest.fixture
-def shop(cli: Any, store: Any) -> Any:
-    build(store)
-    return cli
+def shop(cli: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The data set, built once per test run and copied for each test."""
+    return from_template("report-shop", cli, tmp_path_factory, build_shop)
 
 
 def test_sales_by_month_hand_computed(shop: Any) -> None:

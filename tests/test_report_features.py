@@ -8,23 +8,26 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 
-from crm_helpers import one
-from test_report import RANGE, build
+from crm_helpers import cli, fast_cli, from_template, one, template_store  # noqa: F401 - fixtures
+from test_report import RANGE, build_shop
 
 pytest.importorskip("crmcli.core.tiers")
 pytest.importorskip("crmcli.core.surveys")
 pytest.importorskip("crmcli.core.points.expiry")
 
 
-@pytest.fixture
-def shop(cli: Any, store: Any) -> Any:
-    build(store)
-    cli.ok("tier", "recompute", "--as-of", "2025-04-30")
-    cli.ok("survey", "create", "NPS 2025", "--kind", "nps")
+def build_features(c: Any) -> None:
+    build_shop(c)
+    c.ok("tier", "recompute", "--as-of", "2025-04-30")
+    c.ok("survey", "create", "NPS 2025", "--kind", "nps")
     for name, score in (("Ann", "10"), ("Bob", "9"), ("陈静", "7"), ("Dan", "3")):
-        cli.ok("survey", "record", "NPS 2025", name, score, "--as-of", "2025-04-20")
-    cli.ok("points", "earn", "Ann", "100", "--reason", "welcome", "--as-of", "2025-04-30")
-    return cli
+        c.ok("survey", "record", "NPS 2025", name, score, "--as-of", "2025-04-20")
+    c.ok("points", "earn", "Ann", "100", "--reason", "welcome", "--as-of", "2025-04-30")
+
+
+@pytest.fixture
+def shop(cli: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return from_template("report-features", cli, tmp_path_factory, build_features)
 
 
 def test_tiers_and_segments_match_the_tier_commands(shop: Any) -> None:
