@@ -284,3 +284,20 @@ def test_privacy_hooks_export_and_erase_greetings(cli: Any, store: Any) -> None:
     # the message text is gone, the record that it was sent stays (so it is never sent again)
     assert query(cli.db, "SELECT occasion, message FROM care_send") == [("birthday:2025", None)]
     assert "Ann" not in cli.ok("care", "send", "birthday", "--as-of", "2025-03-14").stdout
+
+
+def test_agenda_sections_from_points_and_feedback(cli: Any, store: Any) -> None:
+    pytest.importorskip("crmcli.core.points.expiry")
+    pytest.importorskip("crmcli.core.feedback")
+    add(store, "Ann", phone="13800138003", as_of=date(2025, 3, 1))
+    cli.ok("points", "earn", "Ann", "50", "--expires", "2025-03-16", "--as-of", "2025-03-10")
+    cli.ok("feedback", "add", "Ann", "--kind", "complaint", "--text", "Cold coffee", "--priority", "urgent",
+           "--as-of", "2025-03-01")
+    rows = agenda(cli, "--as-of", "2025-03-13", "--days", "7")
+    points = [r for r in rows if r["section"] == "points_expiring"]
+    assert [(r["name"], r["date"], r["in_days"]) for r in points] == [("Ann", "2025-03-16", 3)]
+    assert "50 points expire" in points[0]["detail"] and points[0]["customer_id"] is not None
+    feedback = [r for r in rows if r["section"] == "feedback_overdue"]
+    assert [(r["name"], r["status"]) for r in feedback] == [("Ann", "overdue")]
+    assert "Cold coffee" in feedback[0]["detail"]
+    assert [r["section"] for r in rows][:1] == ["feedback_overdue"]  # the urgent things first

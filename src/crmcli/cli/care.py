@@ -42,17 +42,15 @@ def _units(ctx: "StoreContext") -> "Units":
 
 @app.command("agenda", help=_("What to do today and in the next days: follow-ups (overdue first), birthdays (29 February "
                               "celebrated on the 28th in common years), first-purchase anniversaries, holidays, and where "
-                              "those features are in use: overdue feedback, points expiring, tier A customers at high "
-                              "churn risk, survey invitations due. Grouped on a terminal; one row per item for "
-                              "json/csv.\n\n"
+                              "those features are in use: overdue feedback and points expiring. Grouped on a terminal; "
+                              "one row per item for json/csv.\n\n"
                               "Example: crm care agenda --days 7 --format csv > agenda.csv"))
 def agenda(
     as_of: AsOfOpt = None, fmt: FormatOpt = None,
     days: Annotated[int, typer.Option("--days", help=_("How many days to look at, today included."), min=1, max=366)] = 7,
     section: Annotated[Optional[list[str]], typer.Option("--section", help=_("Only this section (repeatable): follow_up, "
-                                                                              "birthday, anniversary, holiday, "
-                                                                              "feedback_overdue, points_expiring, "
-                                                                              "churn_risk, survey_invite."))] = None,
+                                                                              "feedback_overdue, birthday, anniversary, "
+                                                                              "holiday, points_expiring."))] = None,
     svg: SvgOpt = None, html: HtmlOpt = None,
 ) -> None:
     from crmcli.core import agenda as agenda_mod

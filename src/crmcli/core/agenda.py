@@ -9,8 +9,10 @@ Sections (rows with stable keys: section, date, in_days, customer_id, code, name
   since, due by the end of the window (earlier ones are 'overdue').
 - holiday: holidays from the care calendar in the window (no customer).
 - Sections of other features, when they are installed: points_expiring (points that expire in the window),
-  feedback_overdue (open feedback past its deadline), churn_risk (tier A customers at high churn risk),
-  survey_invite (survey invitations due to go out).
+  feedback_overdue (open feedback past its deadline, or due in the window).
+Not yet: tier A customers at high churn risk (the churn feature has no risk scan API yet) and survey
+invitations due (the surveys feature keeps no invitation schedule: post-purchase invitations are chosen when
+`crm survey invite --after-purchase` runs).
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ SECTIONS: dict[str, str] = {
     "anniversary": N_("First-purchase anniversaries"),
     "holiday": N_("Holidays"),
     "points_expiring": N_("Points expiring"),
-    "churn_risk": N_("High churn risk in tier A"),
-    "survey_invite": N_("Survey invitations due"),
 }
 
 
