@@ -274,9 +274,11 @@ def stats(
     labels = {"open": _("Open now"), "overdue": _("Overdue now"), "total": _("Opened in the period"),
               "in_time": _("Handled in time"), "missed": _("Deadline missed"), "pending": _("Open, not yet due"),
               "no_deadline": _("Without a deadline"), "share": _("Share handled in time %")}
-    emit([{"key": k, "label": labels[k], "value": v} for k, v in doc.items()],
-         [Column("key", _("Key")), Column("label", _("Measure")), Column("value", _("Value"), "int")],
-         chosen, Units(ctx.currency, ctx.tz))
+    columns = [Column("key", _("Key")), Column("label", _("Measure")), Column("value", _("Value"), "int")]
+    if chosen in ("table", "markdown"):
+        columns = columns[1:]
+    emit([{"key": k, "label": labels[k], "value": v} for k, v in doc.items()], columns, chosen,
+         Units(ctx.currency, ctx.tz))
 
 
 policy_app = typer.Typer(help=_("Response deadlines per kind and priority.\n\nExample: crm feedback policy set complaint high 12h"),

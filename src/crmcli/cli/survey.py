@@ -202,7 +202,7 @@ def invite(
                  else _("Nobody to invite; no file written."))
             _emit_summary(result, len(made), 0, fmt)
         return
-    _send(store, selection, chan, message, subject, fmt)
+    _send(store, survey, selection, chan, message, subject, fmt)
 
 
 def _emit_summary(result: Any, invited: int, failed: int, fmt: Optional[str]) -> None:
@@ -214,15 +214,15 @@ def _emit_summary(result: Any, invited: int, failed: int, fmt: Optional[str]) ->
                      "excluded": result.excluded, "over_limit": result.over_limit}, "json")
 
 
-def _send(store: Any, selection: Any, channel: str, message: Optional[str], subject: Optional[str],
+def _send(store: Any, survey: str, selection: Any, channel: str, message: Optional[str], subject: Optional[str],
           fmt: Optional[str]) -> None:
     import smtplib
 
-    from crmcli.core import invites, mailer
+    from crmcli.core import invites, mailer, surveys
 
-    with store.read() as session:
+    with store.read() as session:  # check everything that can be wrong before connecting
         cfg = mailer.load_config(session)
-        record = selection(session)[1]
+        record = surveys.get_survey(session, survey)
         invites.template_for(record, message)
         title = invites.subject_for(record, subject)
     password = mailer.get_password(cfg) if cfg.user else None
@@ -584,16 +584,20 @@ def responses(
         rec = surveys.get_survey(session, survey)
         rows = surveys.responses(session, rec, ctx, since=parse_day(since, ctx, "--since"),
                                  until=parse_day(until, ctx, "--until"), detractors=detractors, limit=limit)
+        custom = rec.kind == "custom"
     for r in rows:
         r["answers_text"] = "; ".join(f"{k}={v}" for k, v in r["answers"].items())
     chosen = choose_format(fmt)
-    emit(rows, [Column("id", _("ID"), "int"), Column("at", _("When"), "datetime"), Column("customer_code", _("Code")),
-                Column("customer_name", _("Customer")), Column("kind", _("Kind")), Column("score", _("Score"), "int"),
-                Column("comment", _("Comment")), Column("channel", _("Channel")), Column("source", _("Source")),
-                Column("token", _("Token")),
-                Column("answers", _("Answers"), source="answers" if chosen in ("json", "jsonl") else "answers_text"),
-                Column("followup", _("Follow-up"), "int")],
-         chosen, Units(ctx.currency, ctx.tz), empty_message=_("No responses yet."))
+    columns = [Column("id", _("ID"), "int"), Column("at", _("When"), "datetime"), Column("customer_code", _("Code")),
+               Column("customer_name", _("Customer")), Column("kind", _("Kind")), Column("score", _("Score"), "int"),
+               Column("comment", _("Comment")), Column("channel", _("Channel")), Column("source", _("Source")),
+               Column("token", _("Token")),
+               Column("answers", _("Answers"), source="answers" if chosen in ("json", "jsonl") else "answers_text"),
+               Column("followup", _("Follow-up"), "int")]
+    if chosen in ("table", "markdown"):
+        hidden = {"kind", "source", "token"} | (set() if custom else {"answers"})
+        columns = [c for c in columns if c.key not in hidden]
+    emit(rows, columns, chosen, Units(ctx.currency, ctx.tz), empty_message=_("No responses yet."))
 
 
 @app.command("smtp-password", help=_(
