@@ -41,6 +41,20 @@ def _write(dry_run: bool = False) -> Iterator["Session"]:
         pass
 
 
+def _people(session: "Session", ids: list[int]) -> dict[int, Any]:
+    """{customer id: (id, code, name)} for many customers, in chunks (SQLite limits bound parameters)."""
+    from sqlalchemy import select
+
+    from crmcli.core.points.ledger import chunks
+    from crmcli.store.models import Customer
+
+    C = Customer.__table__
+    found: dict[int, Any] = {}
+    for part in chunks(sorted(set(ids))):
+        found.update({r.id: r for r in session.execute(select(C.c.id, C.c.code, C.c.name).where(C.c.id.in_(list(part))))})
+    return found
+
+
 def _pts(n: int) -> str:
     return f"{n:,}"
 
@@ -131,9 +145,13 @@ def history(customer: CustomerArg, limit: LimitOpt = None, fmt: FormatOpt = None
         cols = [c for c in cols if c.key in ("id", "date", "kind", "points", "balance", "debt", "expires_on",
                                              "purchase", "reason")]
         for row in rows:
-            row["kind"] = _kind(row["kind"])
             if not row["reason"] and row["detail"]:
                 row["reason"] = _describe(row["detail"])
+            elif not row["reason"] and row["kind"] == "expire":
+                row["reason"] = _("points of entry #{id} expired").format(id=row["ref"])
+            elif not row["reason"] and row["kind"] == "repay":
+                row["reason"] = _("repays the debt from entry #{id}").format(id=row["ref"])
+            row["kind"] = _kind(row["kind"])
     emit(rows, cols, chosen, Units(ctx.currency, ctx.tz), empty_message=_("No points yet."))
 
 
@@ -243,16 +261,12 @@ def adjust(customer: CustomerArg,
 def expire(as_of: AsOfOpt = None, dry_run: DryRunOpt = False, fmt: FormatOpt = None) -> None:
     from crmcli.cli.output import Column, Units, emit
     from crmcli.core.points import expiry
-    from crmcli.store.models import Customer
 
     with _write(dry_run) as session:
         ctx = store_context(session, as_of)
         done = expiry.expire(session, ctx.today)
-        C = Customer.__table__
-        from sqlalchemy import select
-
         ids = sorted({r["customer_id"] for r in done})
-        people = {r.id: r for r in session.execute(select(C.c.id, C.c.code, C.c.name).where(C.c.id.in_(ids)))} if ids else {}
+        people = _people(session, ids)
     rows = [{"code": people[r["customer_id"]].code, "name": people[r["customer_id"]].name, "lot": r["id"],
              "points": r["points"], "expired_on": r["expires_on"]} for r in done]
     total = sum(r["points"] for r in rows)
@@ -333,18 +347,13 @@ def backfill(since: Annotated[Optional[str], typer.Option("--since", help=_("Onl
 @app.command("birthday", help=_("Give the birthday bonus to customers whose birthday month it is (once a year each; "
                                 "safe to run from cron daily).\n\nExample: crm points birthday --as-of 2024-05-01"))
 def birthday(as_of: AsOfOpt = None, dry_run: DryRunOpt = False, fmt: FormatOpt = None) -> None:
-    from sqlalchemy import select
-
     from crmcli.cli.output import Column, Units, emit
     from crmcli.core.points import earning
-    from crmcli.store.models import Customer
 
     with _write(dry_run) as session:
         ctx = store_context(session, as_of)
         granted = earning.grant_birthdays(session, ctx)
-        C = Customer.__table__
-        ids = [r["customer_id"] for r in granted]
-        people = {r.id: r for r in session.execute(select(C.c.id, C.c.code, C.c.name).where(C.c.id.in_(ids)))} if ids else {}
+        people = _people(session, [r["customer_id"] for r in granted])
     rows = [{"code": people[r["customer_id"]].code, "name": people[r["customer_id"]].name, "points": r["points"]}
             for r in granted]
     info((_("Would give {n} birthday bonuses (dry run; nothing changed).") if dry_run
@@ -449,3 +458,5 @@ def rules_set(rule: Annotated[str, typer.Argument(help=_("The rule's name."), me
         else:
             parsed = settings.set_value(session, key, value)
     info(_("{key} = {value}").format(key=key, value=parsed))
+    if key == "points.enabled" and parsed:
+        info(_("Purchases recorded from now on earn points; run `crm points backfill` for earlier ones."))
