@@ -301,3 +301,20 @@ def test_agenda_sections_from_points_and_feedback(cli: Any, store: Any) -> None:
     assert [(r["name"], r["status"]) for r in feedback] == [("Ann", "overdue")]
     assert "Cold coffee" in feedback[0]["detail"]
     assert [r["section"] for r in rows][:1] == ["feedback_overdue"]  # the urgent things first
+
+
+def test_email_server_down_records_nothing(cli: Any, store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import smtplib
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(smtplib, "SMTP", refuse)
+    cli.ok("config", "set", "smtp.host", "mail.example.com")
+    cli.ok("config", "set", "smtp.from", "shop@example.com")
+    add(store, "Ann", birthday="1988-03-14", email="ann@example.com", consent={"email": True})
+    fails(cli, 1, "care", "send", "birthday", "--as-of", "2025-03-14", "--via", "email", says=("SMTP",))
+    assert one(cli.db, "SELECT count(*) FROM care_send") == 0  # the claim was released
+    assert one(cli.db, "SELECT count(*) FROM interaction") == 0
+    # nobody due: the server is not even contacted
+    cli.ok("care", "send", "birthday", "--as-of", "2025-03-15", "--via", "email")

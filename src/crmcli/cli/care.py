@@ -346,8 +346,6 @@ def send(
     dry_run: Annotated[bool, typer.Option("--dry-run", help=_("Show who would be greeted; send and record nothing."))] = False,
     fmt: FormatOpt = None,
 ) -> None:
-    from datetime import timedelta
-
     from crmcli.core import care
 
     kind = kind.strip().lower()
@@ -372,7 +370,27 @@ def send(
     if out and via != "csv":
         raise UsageError(_("--out is for --via csv."))
 
-    store = state().store()
+    _send_run(state().store(), kind=kind, name=name, as_of=as_of, via=via, chan=chan, out=out, template=template,
+              coupon=coupon, grant_points=grant_points, catch_up=catch_up, after_days=after_days, dry_run=dry_run,
+              fmt=fmt)
+
+
+def _connect(store: Any) -> Any:
+    from crmcli.core import mailer
+
+    with store.read() as session:
+        cfg = mailer.load_config(session)
+    password = mailer.get_password(cfg) if cfg.user else None
+    return mailer.Mailer(cfg, password).__enter__()
+
+
+def _send_run(store: Any, *, kind: str, name: Optional[str], as_of: Optional[str], via: str, chan: str,
+              out: Optional[str], template: Optional[str], coupon: Optional[str], grant_points: int, catch_up: int,
+              after_days: Optional[int], dry_run: bool, fmt: Optional[str]) -> None:
+    from datetime import timedelta
+
+    from crmcli.core import care
+
     with store.write() as session:
         ctx = store_context(session, as_of)
         care.ensure_defaults(session)
@@ -395,16 +413,34 @@ def send(
             _show_plan(plan, fmt, ctx)
             _summary(plan, dry_run=True)
             return
-        greetings = plan.greetings
         if via == "csv":
-            _write_csv(greetings, plan, out)
-            sent = greetings
-        else:
-            sent = _send_email(session, plan)
-        if grant_points:
-            plan.granted_points = care.grant_birthday_points(session, ctx, sent, grant_points)
-        care.record_sent(session, ctx, plan, sent)
-        plan.greetings = sent
+            _write_csv(plan.greetings, plan, out)
+            if grant_points:
+                plan.granted_points = care.grant_birthday_points(session, ctx, plan.greetings, grant_points)
+            care.record_sent(session, ctx, plan, plan.greetings)
+            _summary(plan, dry_run=False, out=out)
+            return
+        care.claim(session, ctx, plan, plan.greetings)
+    if not plan.greetings:
+        _summary(plan, dry_run=False)
+        return
+    # E-mail: sent without holding the store's write lock (claimed above, confirmed or released below). If the
+    # server cannot be reached or refuses the login, every claim is released and nothing is recorded.
+    sent: list[Any] = []
+    smtp = None
+    try:
+        smtp = _connect(store)
+        sent = _send_email(smtp, plan)
+    finally:
+        if smtp is not None:
+            smtp.__exit__(None, None, None)
+        done = {id(g) for g in sent}
+        with store.write() as session:
+            care.release(session, [g for g in plan.greetings if id(g) not in done])
+            if grant_points and sent:
+                plan.granted_points = care.grant_birthday_points(session, ctx, sent, grant_points)
+            care.record_sent(session, ctx, plan, sent)
+    plan.greetings = sent
     _summary(plan, dry_run=False, out=out)
 
 
@@ -454,26 +490,20 @@ def _write_csv(greetings: list[Any], plan: Any, out: str | None) -> None:
         raise
 
 
-def _send_email(session: Any, plan: Any) -> list[Any]:
+def _send_email(smtp: Any, plan: Any) -> list[Any]:
     """Send each greeting through the store's SMTP server (the surveys' mailer). A message the server refuses
-    is reported and not recorded, so the next run tries it again."""
+    is reported and not recorded, so the next run tries it again. Appends to the list as it goes, so that an
+    interruption still confirms what was sent."""
     import smtplib
 
-    from crmcli.core import mailer
-
-    if not plan.greetings:
-        return []
-    cfg = mailer.load_config(session)
-    password = mailer.get_password(cfg) if cfg.user else None
-    sent = []
-    with mailer.Mailer(cfg, password) as smtp:  # connect and log in first: nothing is recorded if that fails
-        for g in plan.greetings:
-            try:
-                smtp.send(g.address, g.subject or plan.label, g.message)
-            except (smtplib.SMTPException, OSError) as e:
-                plan.failed.append((g, str(e) or type(e).__name__))
-                continue
-            sent.append(g)
+    sent: list[Any] = []
+    for g in plan.greetings:
+        try:
+            smtp.send(g.address, g.subject or plan.label, g.message)
+        except (smtplib.SMTPException, OSError, ValueError) as e:
+            plan.failed.append((g, str(e) or type(e).__name__))
+            continue
+        sent.append(g)
     return sent
 
 

@@ -599,11 +599,42 @@ INTERACTION_SUMMARY = {"birthday": N_("Birthday greeting sent"), "holiday": N_("
                        "winback": N_("Win-back message sent"), "custom": N_("Message sent")}
 
 
-def record_sent(session: Session, ctx: StoreContext, plan: SendPlan, greetings: list[Greeting]) -> None:
-    """One interaction and one care_send row per greeting (bulk inserts), audited; the unique
-    (customer, occasion) makes a second send of the same greeting impossible."""
+def claim(session: Session, ctx: StoreContext, plan: SendPlan, greetings: list[Greeting]) -> None:
+    """Reserve each (customer, occasion) before e-mails go out, in a short transaction of its own, so the
+    store is not locked while the SMTP server works and no concurrent run can send the same greeting: the
+    rows exist (unique) but have no interaction yet. ``record_sent`` confirms the ones sent, ``release``
+    frees the others. A crash in between leaves the claim: that greeting is then never sent (at most once)."""
     if not greetings:
         return
+    now = utcnow()
+    rows = [{"customer_id": g.customer_id, "occasion": g.occasion, "kind": plan.kind, "template": plan.template,
+             "via": plan.via, "channel": plan.channel, "sent_on": ctx.today, "sent_at": now, "message": g.message,
+             "coupon": g.coupon, "points": None, "interaction_id": None} for g in greetings]
+    ids = [int(r[0]) for r in session.execute(insert(S).returning(S.c.id, sort_by_parameter_order=True), rows)]
+    for g, sid in zip(greetings, ids):
+        g.extra["send_id"] = sid
+    audit.record_many(session, [{"entity": "care_send", "entity_id": sid, "customer_id": g.customer_id,
+                                 "action": "claim", "after": {"occasion": g.occasion, "via": plan.via}}
+                                for g, sid in zip(greetings, ids)])
+
+
+def release(session: Session, greetings: list[Greeting]) -> None:
+    """Free the claims of greetings that were not sent, so the next run tries them again."""
+    claimed = [g for g in greetings if g.extra.get("send_id")]
+    if not claimed:
+        return
+    session.execute(delete(S).where(S.c.id.in_([g.extra["send_id"] for g in claimed])))
+    audit.record_many(session, [{"entity": "care_send", "entity_id": g.extra["send_id"], "customer_id": g.customer_id,
+                                 "action": "release", "before": {"occasion": g.occasion}} for g in claimed])
+
+
+def record_sent(session: Session, ctx: StoreContext, plan: SendPlan, greetings: list[Greeting]) -> None:
+    """One interaction and one care_send row per greeting (bulk inserts; claimed rows are completed),
+    audited; the unique (customer, occasion) makes a second send of the same greeting impossible."""
+    if not greetings:
+        return
+    from sqlalchemy import bindparam
+
     from crmcli.core.dates import moment
 
     when = moment(ctx.today, ctx.tz)
@@ -617,17 +648,27 @@ def record_sent(session: Session, ctx: StoreContext, plan: SendPlan, greetings: 
                    "actor": who, "created_at": now} for g in greetings]
     inter_ids = [int(r[0]) for r in session.execute(insert(I).returning(I.c.id, sort_by_parameter_order=True),
                                                     inter_rows)]
+    fresh = [(g, iid) for g, iid in zip(greetings, inter_ids) if not g.extra.get("send_id")]
+    claimed = [(g, iid) for g, iid in zip(greetings, inter_ids) if g.extra.get("send_id")]
     send_rows = [{"customer_id": g.customer_id, "occasion": g.occasion, "kind": plan.kind, "template": plan.template,
                   "via": plan.via, "channel": channel, "sent_on": ctx.today, "sent_at": now, "message": g.message,
                   "coupon": g.coupon, "points": g.points, "interaction_id": iid}
-                 for g, iid in zip(greetings, inter_ids)]
-    send_ids = [int(r[0]) for r in session.execute(insert(S).returning(S.c.id, sort_by_parameter_order=True),
-                                                   send_rows)]
+                 for g, iid in fresh]
+    if send_rows:
+        ids = [int(r[0]) for r in session.execute(insert(S).returning(S.c.id, sort_by_parameter_order=True),
+                                                  send_rows)]
+        for (g, _iid), sid in zip(fresh, ids):
+            g.extra["send_id"] = sid
+    if claimed:
+        session.connection().execute(
+            S.update().where(S.c.id == bindparam("sid")).values(interaction_id=bindparam("iid"),
+                                                                 points=bindparam("pts"), sent_at=bindparam("at")),
+            [{"sid": g.extra["send_id"], "iid": iid, "pts": g.points, "at": now} for g, iid in claimed])
     audit.record_many(session, [
-        {"entity": "care_send", "entity_id": sid, "customer_id": g.customer_id, "action": "send",
+        {"entity": "care_send", "entity_id": g.extra["send_id"], "customer_id": g.customer_id, "action": "send",
          "after": {"occasion": g.occasion, "template": plan.template, "via": plan.via, "channel": channel,
                    "coupon": g.coupon, "points": g.points, "interaction_id": iid}}
-        for g, sid, iid in zip(greetings, send_ids, inter_ids)])
+        for g, iid in zip(greetings, inter_ids)])
 
 
 def sent_occasions(session: Session, ids: Sequence[int], occasions: Sequence[str]) -> set[tuple[int, str]]:
