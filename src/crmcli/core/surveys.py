@@ -593,12 +593,105 @@ def read_rows(path: str, *, encoding: str | None = None, delimiter: str | None =
     return headers, rows()
 
 
+def _chunks(values: Iterable[Any], size: int = 500) -> Iterator[list[Any]]:
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _Lookups:
+    """Everything the rows of one import refer to, loaded with a few IN queries (not one query per row)."""
+
+    def __init__(self, session: Session, survey_id: int, rows: list[dict[str, str]], region: str | None) -> None:
+        from crmcli.core.contacts import normalize_email, try_normalize_phone
+        from crmcli.errors import InvalidInput as _Invalid
+
+        self.phone_of: dict[str, str | None] = {}
+        self.email_of: dict[str, str | None] = {}
+        tokens, codes = set(), set()
+        for v in rows:
+            if v.get("token", "").strip():
+                tokens.add(v["token"].strip().upper())
+            if v.get("code", "").strip():
+                codes.add(v["code"].strip())
+            raw = v.get("phone", "").strip()
+            if raw and raw not in self.phone_of:
+                self.phone_of[raw] = try_normalize_phone(raw, region)
+            raw = v.get("email", "").strip()
+            if raw and raw not in self.email_of:
+                try:
+                    self.email_of[raw] = normalize_email(raw).lower()
+                except _Invalid:
+                    self.email_of[raw] = None
+        live = and_(C.c.deleted_at.is_(None), C.c.erased_at.is_(None))
+        self.invites: dict[str, Any] = {}
+        for chunk in _chunks(tokens):
+            for r in session.execute(select(I).where(I.c.token.in_(chunk))).mappings():
+                self.invites[r["token"].upper()] = r
+        self.codes: dict[str, list[int]] = {}
+        wanted = {c.upper() for c in codes}
+        for chunk in _chunks(codes | wanted):  # exact (indexed) first, then any case for the rest
+            for cid, code in session.execute(select(C.c.id, C.c.code).where(C.c.code.in_(chunk), live)):
+                self.codes.setdefault(code.upper(), []).append(cid)
+        for chunk in _chunks(wanted - set(self.codes)):
+            for cid, code in session.execute(select(C.c.id, C.c.code).where(func.upper(C.c.code).in_(chunk), live)):
+                self.codes.setdefault(code.upper(), []).append(cid)
+        self.phones: dict[str, set[int]] = {}
+        for chunk in _chunks({p for p in self.phone_of.values() if p}):
+            for cid, value in session.execute(select(CP.c.customer_id, CP.c.value).join(C, C.c.id == CP.c.customer_id)
+                                              .where(CP.c.kind == "phone", CP.c.value.in_(chunk), live)):
+                self.phones.setdefault(value, set()).add(cid)
+        self.emails: dict[str, set[int]] = {}
+        for chunk in _chunks({e for e in self.email_of.values() if e}):
+            for cid, value in session.execute(select(CP.c.customer_id, CP.c.value).join(C, C.c.id == CP.c.customer_id)
+                                              .where(CP.c.kind == "email", func.lower(CP.c.value).in_(chunk), live)):
+                self.emails.setdefault(value.lower(), set()).add(cid)
+        # This survey's stored responses, to recognise a re-import.
+        self.answered: dict[int, tuple[int, int | None, str | None]] = {}
+        self.with_date: set[tuple[Any, ...]] = set()
+        self.without_date: set[tuple[Any, ...]] = set()
+        for r in session.execute(select(R.c.id, R.c.invite_id, R.c.customer_id, R.c.score, R.c.comment, R.c.responded_on)
+                                 .where(R.c.survey_id == survey_id)):
+            if r.invite_id is not None:
+                self.answered[r.invite_id] = (r.id, r.score, r.comment)
+            self.with_date.add((r.customer_id, r.score, r.comment, r.responded_on))
+            self.without_date.add((r.customer_id, r.score, r.comment))
+        # Unanswered invitations, latest first per customer: rows matched by code/phone/e-mail answer them.
+        self.open_invites: dict[int, list[int]] = {}
+        for inv_id, cid in session.execute(
+                select(I.c.id, I.c.customer_id).where(I.c.survey_id == survey_id, I.c.status != "failed",
+                                                      ~exists().where(R.c.invite_id == I.c.id))
+                .order_by(I.c.invited_at.desc(), I.c.id.desc())):
+            self.open_invites.setdefault(cid, []).append(inv_id)
+
+    def customer(self, key: str, raw: str) -> int:
+        if key == "code":
+            ids: Iterable[int] = self.codes.get(raw.upper(), [])
+        elif key == "phone":
+            norm = self.phone_of.get(raw)
+            if norm is None:
+                raise InvalidInput(_("not a valid phone number"), field="phone", value=raw)
+            ids = self.phones.get(norm, set())
+        else:
+            norm = self.email_of.get(raw)
+            if norm is None:
+                from crmcli.core.contacts import normalize_email
+
+                normalize_email(raw)  # raises with the reason
+            ids = self.emails.get(norm or "", set())
+        found = sorted(set(ids))
+        if len(found) > 1:
+            raise InvalidInput(_("matches {n} customers").format(n=len(found)), field=key, value=raw)
+        if not found:
+            raise InvalidInput(_("no customer has this {what}").format(what=_(key)), field=key, value=raw)
+        return found[0]
+
+
 def import_responses(session: Session, survey: Survey, headers: list[str], rows: Iterable[tuple[int, list[str]]],
                      ctx: StoreContext, *, partial: bool = False, dry_run: bool = False,
                      date_format: str | None = None) -> ImportResult:
     """Validate every row, then write all of them (or, with ``partial``, the good ones) in this transaction.
     Nothing is written when a row is rejected (unless ``partial``) or with ``dry_run``."""
-    from crmcli.core.contacts import normalize_email, try_normalize_phone
     from crmcli.core.dates import parse_datetime
 
     assert survey.id is not None
@@ -613,16 +706,19 @@ def import_responses(session: Session, survey: Survey, headers: list[str], rows:
     if survey.kind != "custom" and not fields & {"score", "q1"}:
         raise InvalidInput(_("The file has no score column."), field="file", hint=_("Add a column named score."))
     col_name = {f: headers[i] for i, f in mapping.items()}
+    table = [(line, cells, {f: (cells[i] if i < len(cells) else "") for i, f in mapping.items()})
+             for line, cells in rows]
+    look = _Lookups(session, survey.id, [v for _l, _c, v in table], ctx.region)
     new_rows: list[dict[str, Any]] = []
     new_answers: list[dict[int, dict[str, Any]]] = []
     followups: list[dict[str, Any]] = []
     seen_tokens: dict[int, int] = {}
     seen_rows: set[tuple[Any, ...]] = set()
     now = fb.now_for(ctx)
+    created = utcnow()
 
-    for line, cells in rows:
+    for line, cells, values in table:
         result.read += 1
-        values = {f: (cells[i] if i < len(cells) else "") for i, f in mapping.items()}
 
         def reject(column_field: str | None, value: Any, reason: str) -> None:
             result.rejected += 1
@@ -634,38 +730,20 @@ def import_responses(session: Session, survey: Survey, headers: list[str], rows:
             invite: Any = None
             token = values.get("token", "").strip()
             if token:
-                row = session.execute(select(I).where(func.upper(I.c.token) == token.upper())).mappings().first()
-                if row is None or row["survey_id"] != survey.id:
+                invite = look.invites.get(token.upper())
+                if invite is None or invite["survey_id"] != survey.id:
                     reject("token", token, _("no invitation of this survey has this token"))
                     continue
-                invite, customer_id = row, row["customer_id"]
+                customer_id = invite["customer_id"]
                 if invite["id"] in seen_tokens:
                     reject("token", token, _("the same token is on line {line}").format(line=seen_tokens[invite["id"]]))
                     continue
             else:
                 for key in ("code", "phone", "email"):
                     raw = values.get(key, "").strip()
-                    if not raw:
-                        continue
-                    if key == "code":
-                        stmt = select(C.c.id).where(func.upper(C.c.code) == raw.upper())
-                    else:
-                        if key == "phone":
-                            norm = try_normalize_phone(raw, ctx.region)
-                            if norm is None:
-                                raise InvalidInput(_("not a valid phone number"), field="phone", value=raw)
-                        else:
-                            norm = normalize_email(raw)
-                        value_col = CP.c.value if key == "phone" else func.lower(CP.c.value)
-                        stmt = (select(C.c.id).distinct().join(CP, CP.c.customer_id == C.c.id)
-                                .where(CP.c.kind == key, value_col == (norm if key == "phone" else norm.lower())))
-                    ids = [r[0] for r in session.execute(stmt.where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None)))]
-                    if len(ids) > 1:
-                        raise InvalidInput(_("matches {n} customers").format(n=len(ids)), field=key, value=raw)
-                    if not ids:
-                        raise InvalidInput(_("no customer has this {what}").format(what=_(key)), field=key, value=raw)
-                    customer_id = ids[0]
-                    break
+                    if raw:
+                        customer_id = look.customer(key, raw)
+                        break
                 if customer_id is None:
                     reject(None, None, _("no token, code, phone or e-mail to find the customer by"))
                     continue
@@ -685,37 +763,32 @@ def import_responses(session: Session, survey: Survey, headers: list[str], rows:
             raw_channel = values.get("channel", "").strip()
             channel = fb.parse_channel(raw_channel) if raw_channel else (invite["channel"] if invite else None)
         except InvalidInput as e:
-            reason = e.message.rstrip(".")
-            reject(e.field, e.value, reason)
+            reject(e.field, e.value, e.message.rstrip("."))
             continue
         kind, score = primary(answers)
         on = utc_to_local(when, ctx.tz).date()
         # Re-importing the same file is a no-op: an identical response already stored is "unchanged".
         if invite is not None:
-            existing = session.execute(select(R.c.id, R.c.score, R.c.comment).where(R.c.invite_id == invite["id"])).first()
+            existing = look.answered.get(invite["id"])
             if existing is not None:
-                if existing.score == score and (existing.comment or None) == comment:
+                if existing[1] == score and (existing[2] or None) == comment:
                     result.unchanged += 1
                 else:
                     reject("token", token, _("this invitation was already answered differently (response #{id})").format(
-                        id=existing.id))
+                        id=existing[0]))
                 continue
             seen_tokens[invite["id"]] = line
         else:
-            same = select(R.c.id).where(R.c.survey_id == survey.id, R.c.customer_id == customer_id,
-                                        R.c.score.is_(None) if score is None else R.c.score == score,
-                                        R.c.comment.is_(None) if comment is None else R.c.comment == comment)
-            if raw_date:
-                same = same.where(R.c.responded_on == on)
             key = (customer_id, score, comment, on if raw_date else None)
-            if key in seen_rows or session.execute(same.limit(1)).first():
+            stored = (customer_id, score, comment, on) in look.with_date if raw_date else \
+                (customer_id, score, comment) in look.without_date
+            if key in seen_rows or stored:
                 result.unchanged += 1
                 continue
             seen_rows.add(key)
-        invite_id = invite["id"] if invite else None
-        new_rows.append({"survey_id": survey.id, "customer_id": customer_id, "invite_id": invite_id, "kind": kind,
-                         "score": score, "comment": comment, "channel": channel, "source": "import",
-                         "responded_at": when, "responded_on": on, "created_at": utcnow()})
+        new_rows.append({"survey_id": survey.id, "customer_id": customer_id, "invite_id": invite["id"] if invite else None,
+                         "kind": kind, "score": score, "comment": comment, "channel": channel, "source": "import",
+                         "responded_at": when, "responded_on": on, "created_at": created})
         new_answers.append(answers)
         bad = detractor(answers)
         followups.append({"customer_id": customer_id,
@@ -724,8 +797,15 @@ def import_responses(session: Session, survey: Survey, headers: list[str], rows:
     result.created = len(new_rows)  # written below, or (dry run, rejected rows) what would have been
     if dry_run or (result.rejected and not partial) or not new_rows:
         return result
+    # Rows matched by code/phone/e-mail answer the customer's latest unanswered invitation, if any.
+    used = {r["invite_id"] for r in new_rows if r["invite_id"] is not None}
+    for r in new_rows:
+        if r["invite_id"] is None:
+            free = [i for i in look.open_invites.get(r["customer_id"], []) if i not in used]
+            if free:
+                r["invite_id"] = free[0]
+                used.add(free[0])
     ids = _insert_responses(session, new_rows, new_answers)
-    _link_unanswered_invites(session, survey.id, ids, new_rows)
     audit.record_many(session, [{"entity": "survey_response", "entity_id": rid, "customer_id": r["customer_id"],
                                  "action": "import", "after": {"survey": survey.name, "score": r["score"],
                                                                "kind": r["kind"], "comment": r["comment"]}}
@@ -734,16 +814,6 @@ def import_responses(session: Session, survey: Survey, headers: list[str], rows:
     result.followups = len(fb.open_followups(session, todo, now))
     result.written = True
     return result
-
-
-def _link_unanswered_invites(session: Session, survey_id: int, ids: list[int], rows: list[dict[str, Any]]) -> None:
-    """Imported rows matched by code/phone/e-mail answer the customer's open invitation, if there is one."""
-    for rid, r in zip(ids, rows):
-        if r["invite_id"] is None:
-            inv = _open_invite(session, survey_id, r["customer_id"])
-            if inv is not None:
-                session.execute(update(R).where(R.c.id == rid).values(invite_id=inv))
-                r["invite_id"] = inv
 
 
 # ------------------------------------------------------------------------------------------ results
