@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-GROUPS = ["customer", "purchase", "card", "config", "points", "tier", "survey", "feedback", "report", "care"]
+GROUPS = ["customer", "purchase", "card", "config", "points", "tier", "survey", "feedback", "report", "care", "churn"]
 
 
 def _imported_modules(*args: str) -> tuple[str, set[str]]:

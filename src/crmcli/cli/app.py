@@ -160,6 +160,7 @@ GROUPS: list[tuple[str, str]] = [
     ("feedback", "feedback"),
     ("report", "report"),
     ("care", "care"),
+    ("churn", "churn"),
 ]
 
 for _name, _module in GROUPS:

@@ -24,7 +24,7 @@ CARD_SLOTS: dict[str, str | None] = {
     "tier": "crmcli.core.tiers:card_slot",
     "points": "crmcli.core.points.card:card_slot",
     "satisfaction": "crmcli.core.surveys:card_slot",
-    "churn": None,
+    "churn": "crmcli.core.churn.card:card_slot",
 }
 
 CUSTOMER_DATA: list[str] = ["crmcli.core.points.card:customer_data", "crmcli.core.surveys:customer_data",
