@@ -624,3 +624,17 @@ def test_over_long_text_is_refused(cli, unchanged):
     fails(cli, 5, "customer", "add", "A", "--notes", "备" * 10_001, says=["notes is too long (10001 characters; at most 10000)"])
     fails(cli, 5, "customer", "add", "名" * 201, says=["name is too long (201 characters; at most 200)"])
     check()
+
+
+def test_tags_compare_ignoring_case(cli, db_path):
+    add(cli, "A", "--tag", "VIP", "--tag", "vip", "--tag", "new")
+    assert [r[0] for r in query(db_path, "SELECT tag FROM customer_tag ORDER BY tag")] == ["VIP", "new"]
+    n = len(audit_rows(db_path))
+    cli.ok("customer", "tag", "A", "vip")  # already there
+    assert len(audit_rows(db_path)) == n
+    cli.ok("customer", "tag", "A", "--remove", "NEW", "--remove", "vip")
+    assert query(db_path, "SELECT tag FROM customer_tag") == []
+    add(cli, "B", "--tag", "old")
+    cli.ok("customer", "tag", "B", "OLD", "--remove", "old")  # respelled in one go
+    assert query(db_path, "SELECT tag FROM customer_tag WHERE customer_id = 2") == [("OLD",)]
+    fails(cli, 3, "customer", "tag", "B", "--remove", "gold", says=["C000002 has no tag 'gold'", "Its tags: OLD"])

@@ -1,12 +1,15 @@
 """The bulk engine behind `crm tier recompute` and `crm tier rfm`.
 
-1. One SQL aggregate, GROUP BY customer over the purchases (sales minus refunds, on the business date
-   ``purchased_on``): counts and net spend per window, first and last sale, number of purchase days.
-2. The rules run vectorized over numpy arrays (crmcli.core.tiers / rfm / lifecycle / levels).
-3. The result is compared with the stored classification; only rows that differ are written (Core
-   executemany), each tier or level change gets a history row, and one ``class_run`` row plus one audit
-   row describe the run. A run that changes nothing writes nothing, so a second run with the same
-   as-of date leaves the store byte-for-byte unchanged.
+1. SQL aggregates, GROUP BY customer over the purchases (on the business date ``purchased_on``; refunds
+   count against spend on their own date), streamed over the covering index ``ix_purchase_class``:
+   - the sales history: purchase days, first and last sale (lifecycle, tenure, recency);
+   - per window: number of sales and net spend (tiers, RFM, levels).
+   They return integers only (dates as days since 1970-01-01), fetched straight into numpy arrays.
+2. The rules run vectorized over those arrays (crmcli.core.tiers / rfm / lifecycle / levels).
+3. The result is compared with the stored classification (read back as integer codes); only rows that
+   differ are written (executemany on the driver cursor, inside the command's transaction), each tier or
+   level change gets a history row, and one ``class_run`` row plus one audit row describe the run. A run
+   that changes nothing writes nothing: a second run with the same as-of date leaves the store unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, distinct, func, insert, select, type_coerce, update
+from sqlalchemy import Integer, case, distinct, func, insert, literal, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
 
 from crmcli.core import tiers as tiers_mod
@@ -30,6 +35,62 @@ from crmcli.store.models import Customer, Purchase
 P = Purchase.__table__
 C = Customer.__table__
 NONE_INT = -(2**62)  # "no value" in integer arrays
+BATCH = 50_000
+
+
+class epoch_days(FunctionElement):  # type: ignore[type-arg]
+    """Days since 1970-01-01 of a DATE expression, as an integer (SQLite and PostgreSQL twins)."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "epoch_days"
+
+
+@compiles(epoch_days, "sqlite")
+def _epoch_days_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"CAST(julianday({compiler.process(element.clauses, **kw)}) - 2440587.5 AS INTEGER)"
+
+
+@compiles(epoch_days)
+def _epoch_days_default(element: Any, compiler: Any, **kw: Any) -> str:  # PostgreSQL: date - date = integer days
+    return f"(({compiler.process(element.clauses, **kw)}) - DATE '1970-01-01')"
+
+
+def _indexed(stmt: Any) -> Any:
+    """Let SQLite stream the GROUP BY customer over the covering index (its planner prefers the date index
+    for a date range, which means a temporary B-tree over all the matching rows: several times slower)."""
+    return stmt.with_hint(P, "INDEXED BY ix_purchase_class", "sqlite")
+
+
+def int_rows(session: Session, stmt: Any, width: int) -> Any:
+    """Execute ``stmt`` (integer columns, no NULLs) and return an (n, width) int64 numpy array."""
+    import numpy as np
+
+    result = session.execute(stmt)
+    raw = result.cursor.fetchall()  # the driver's tuples: no per-row SQLAlchemy processing
+    result.close()
+    return np.array(raw, dtype=np.int64).reshape(-1, width) if raw else np.zeros((0, width), dtype=np.int64)
+
+
+def _align(ids: Any, rows: Any, defaults: list[int]) -> list[Any]:
+    """Columns 1.. of ``rows`` (column 0 = customer id) aligned with ``ids``; ``defaults`` where missing."""
+    import numpy as np
+
+    n = len(ids)
+    out = [np.full(n, d, dtype=np.int64) for d in defaults]
+    if len(rows) == 0 or n == 0:
+        return out
+    keys = rows[:, 0]
+    if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+        order = np.argsort(keys, kind="stable")
+        rows, keys = rows[order], keys[order]
+    pos = np.searchsorted(keys, ids)
+    pos_c = np.minimum(pos, len(keys) - 1)
+    found = keys[pos_c] == ids
+    src = pos_c[found]
+    for k in range(len(defaults)):
+        out[k][found] = rows[src, k + 1]
+    return out
 
 
 @dataclass
@@ -39,112 +100,49 @@ class Facts:
     ids: Any
     windows: dict[int, tuple[Any, Any]]  # window days -> (sales count, net spend)
     first: Any  # epoch day of the first sale (NO_DATE if none)
-    last: Any  # epoch day of the last sale (in the window only, for window-only facts)
-    days: Any  # number of purchase days (all history; None for window-only facts)
-
-
-@dataclass
-class Moves:
-    up: int = 0
-    down: int = 0
-    new: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"up": self.up, "down": self.down, "new": self.new}
-
-
-@dataclass
-class RunResult:
-    kind: str
-    as_of: date
-    rules: Rules
-    customers: int
-    changed_rows: int
-    tier: Moves = field(default_factory=Moves)
-    level: Moves = field(default_factory=Moves)
-    tiers: dict[str, int] = field(default_factory=dict)  # A/B/C/none -> customers after the run
-    segments: list[dict[str, Any]] = field(default_factory=list)
-    changes: list[dict[str, Any]] = field(default_factory=list)  # only when asked for
-    scores: Any = None  # rfm: (ids, r, f, m, seg, recency, orders, net) for --customers
-    run_id: int | None = None
-    dry_run: bool = False
-
-
-def _epoch(values: list[Any]) -> Any:
-    import numpy as np
-
-    arr = np.array(values, dtype="datetime64[D]").astype(np.int64)
-    arr[arr == np.iinfo(np.int64).min] = NO_DATE
-    return arr
-
-
-def _columns(rows: list[Any], n: int) -> list[tuple[Any, ...]]:
-    return list(zip(*rows)) if rows else [() for _ in range(n)]
+    last: Any  # epoch day of the last sale
+    days: Any  # number of purchase days
 
 
 def live_ids(session: Session) -> Any:
-    import numpy as np
-
-    rows = session.execute(select(C.c.id).where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None))
-                           .order_by(C.c.id)).scalars().all()
-    return np.array(rows, dtype=np.int64)
+    stmt = select(C.c.id).where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None)).order_by(C.c.id)
+    return int_rows(session, stmt, 1)[:, 0]
 
 
-def gather(session: Session, as_of: date, windows: list[int], *, all_history: bool) -> Facts:
-    """The SQL aggregate. ``all_history``: also first sale, purchase days, last sale over all history
-    (recompute); otherwise only the purchases of the single window are read (rfm)."""
-    import numpy as np
-
+def _window_stmt(as_of: date, days: int, *, with_last: bool) -> Any:
     sale = P.c.kind == "sale"
-    signed = case((sale, P.c.amount_minor), else_=-P.c.amount_minor)
-    windows = sorted(set(windows))
-    cols: list[Any] = [P.c.customer_id]
-    if all_history:
-        for w in windows:
-            start = as_of - timedelta(days=w - 1)
-            cols.append(func.sum(case((and_(sale, P.c.purchased_on >= start), 1), else_=0)))
-            cols.append(func.sum(case((P.c.purchased_on >= start, signed), else_=0)))
-        cols.append(type_coerce(func.min(case((sale, P.c.purchased_on), else_=None)), String))
-        cols.append(type_coerce(func.max(case((sale, P.c.purchased_on), else_=None)), String))
-        cols.append(func.count(distinct(case((sale, P.c.purchased_on), else_=None))))
-        stmt = select(*cols).where(P.c.purchased_on <= as_of)
-    else:
-        (w,) = windows
-        start = as_of - timedelta(days=w - 1)
-        cols += [func.sum(case((sale, 1), else_=0)), func.sum(signed),
-                 type_coerce(func.max(case((sale, P.c.purchased_on), else_=None)), String)]
-        stmt = select(*cols).where(P.c.purchased_on >= start, P.c.purchased_on <= as_of)
-    rows = session.execute(stmt.group_by(P.c.customer_id)).all()
-    ncols = len(cols)
-    columns = _columns(rows, ncols)
-    agg_ids = np.array(columns[0], dtype=np.int64)
+    cols: list[Any] = [P.c.customer_id, func.sum(case((sale, 1), else_=0)),
+                       func.sum(case((sale, P.c.amount_minor), else_=-P.c.amount_minor))]
+    if with_last:
+        cols.append(func.coalesce(epoch_days(func.max(case((sale, P.c.purchased_on), else_=None))), NO_DATE))
+    start = as_of - timedelta(days=days - 1)
+    return _indexed(select(*cols).where(P.c.purchased_on >= start, P.c.purchased_on <= as_of)
+                    .group_by(P.c.customer_id))
+
+
+def gather(session: Session, as_of: date, windows: list[int], *, history: bool) -> Facts:
+    """The SQL aggregates. ``history``: the sales history too (recompute); without it only the purchases of
+    the one window are read, and ``last`` is the last sale in that window (rfm)."""
+    import numpy as np
+
     ids = live_ids(session)
-    n = len(ids)
-    order = np.argsort(agg_ids, kind="stable")
-    agg_ids = agg_ids[order]
-    pos = np.searchsorted(agg_ids, ids)
-    pos_c = np.minimum(pos, max(len(agg_ids) - 1, 0))
-    found = (pos < len(agg_ids)) & (agg_ids[pos_c] == ids) if len(agg_ids) else np.zeros(n, dtype=bool)
-    src = order[pos_c][found] if len(agg_ids) else np.zeros(0, dtype=np.int64)
-
-    def take(col: tuple[Any, ...], default: int, dates: bool = False) -> Any:
-        out = np.full(n, default, dtype=np.int64)
-        if len(col):
-            values = _epoch(list(col)) if dates else np.array(col, dtype=np.int64)
-            out[found] = values[src]
-        return out
-
     result: dict[int, tuple[Any, Any]] = {}
-    if all_history:
-        i = 1
-        for w in windows:
-            result[w] = (take(columns[i], 0), take(columns[i + 1], 0))
-            i += 2
-        first, last, days = take(columns[i], NO_DATE, True), take(columns[i + 1], NO_DATE, True), take(columns[i + 2], 0)
+    first = last = days = None
+    if history:
+        stmt = _indexed(select(P.c.customer_id, func.count(distinct(P.c.purchased_on)),
+                               epoch_days(func.min(P.c.purchased_on)), epoch_days(func.max(P.c.purchased_on)))
+                        .where(P.c.kind == "sale", P.c.purchased_on <= as_of).group_by(P.c.customer_id))
+        days, first, last = _align(ids, int_rows(session, stmt, 4), [0, NO_DATE, NO_DATE])
+        for w in sorted(set(windows)):
+            orders, net = _align(ids, int_rows(session, _window_stmt(as_of, w, with_last=False), 3), [0, 0])
+            result[w] = (orders, net)
     else:
-        result[windows[0]] = (take(columns[1], 0), take(columns[2], 0))
-        first, last, days = None, take(columns[3], NO_DATE, True), None
-    return Facts(ids=ids, windows=result, first=first, last=last, days=days)
+        (w,) = set(windows)
+        orders, net, last = _align(ids, int_rows(session, _window_stmt(as_of, w, with_last=True), 4),
+                                   [0, 0, NO_DATE])
+        result[w] = (orders, net)
+    return Facts(ids=ids if len(ids) else np.zeros(0, dtype=np.int64), windows=result, first=first, last=last,
+                 days=days)
 
 
 # ------------------------------------------------------------------------------------ stored state
@@ -162,72 +160,47 @@ class Stored:
     seg: Any
     stage: Any
     level: Any  # rank: 0 none, -1 a level that no longer exists
-    level_name: list[Any]
     since: Any
     basis: Any
 
 
-def load_stored(session: Session, ids: Any, level_ranks: dict[str, int]) -> Stored:
+def _code(column: Any, keys: Any, *, start: int = 0, none: int = -1, unknown: int = -1) -> Any:
+    return case((column.is_(None), none), *[(column == k, i + start) for i, k in enumerate(keys)], else_=unknown)
+
+
+def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
+    """The stored classification of ``ids`` as integer codes (read in SQL: one row of integers per customer)."""
     import numpy as np
 
-    cols = [CC.c.customer_id, CC.c.tier, CC.c.computed_tier, CC.c.net_minor, CC.c.orders, CC.c.r_score, CC.c.f_score,
-            CC.c.m_score, CC.c.segment, CC.c.stage, CC.c.level, type_coerce(CC.c.level_since, String), CC.c.basis_minor]
-    rows = session.execute(select(*cols).order_by(CC.c.customer_id)).all()
-    columns = _columns(rows, len(cols))
-    n = len(ids)
-    sid = np.array(columns[0], dtype=np.int64)
-    pos = np.searchsorted(sid, ids)
-    pos_c = np.minimum(pos, max(len(sid) - 1, 0))
-    found = (pos < len(sid)) & (sid[pos_c] == ids) if len(sid) else np.zeros(n, dtype=bool)
-    src = pos_c[found]
-    seg_index = {k: i for i, k in enumerate(SEGMENT_KEYS)}
-    stage_index = {k: i for i, k in enumerate(STAGE_KEYS)}
+    tier_code = case((CC.c.tier == "A", 3), (CC.c.tier == "B", 2), (CC.c.tier == "C", 1), else_=0)
+    computed_code = case((CC.c.computed_tier == "A", 3), (CC.c.computed_tier == "B", 2),
+                         (CC.c.computed_tier == "C", 1), else_=0)
+    stmt = select(CC.c.customer_id, literal(1), tier_code, computed_code, CC.c.net_minor, CC.c.orders,
+                  func.coalesce(CC.c.r_score, 0), func.coalesce(CC.c.f_score, 0), func.coalesce(CC.c.m_score, 0),
+                  _code(CC.c.segment, SEGMENT_KEYS), _code(CC.c.stage, STAGE_KEYS),
+                  _code(CC.c.level, level_names, start=1, none=0, unknown=-1),
+                  func.coalesce(epoch_days(CC.c.level_since), NO_DATE), func.coalesce(CC.c.basis_minor, NONE_INT))
+    cols = _align(ids, int_rows(session, stmt, 14), [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, NO_DATE, NONE_INT])
+    found = cols[0].astype(bool)
+    return Stored(found, *cols[1:])
 
-    def codes(col: tuple[Any, ...], mapping: dict[Any, int], default: int) -> Any:
-        out = np.full(n, default, dtype=np.int64)
-        if len(col):
-            values = np.fromiter((mapping.get(v, default) for v in col), dtype=np.int64, count=len(col))
-            out[found] = values[src]
-        return out
 
-    def ints(col: tuple[Any, ...], default: int) -> Any:
-        out = np.full(n, default, dtype=np.int64)
-        if len(col):
-            values = np.fromiter((default if v is None else v for v in col), dtype=np.int64, count=len(col))
-            out[found] = values[src]
-        return out
-
-    level_map: dict[Any, int] = {None: 0, **level_ranks}
-    level = np.zeros(n, dtype=np.int64)
-    level_name: list[Any] = [None] * n
-    if len(columns[10]):
-        values = np.fromiter((level_map.get(v, -1) for v in columns[10]), dtype=np.int64, count=len(columns[10]))
-        level[found] = values[src]
-        if (level < 0).any():
-            for i in np.nonzero(level < 0)[0].tolist():
-                level_name[i] = columns[10][int(pos_c[i])]
-    since = np.full(n, NO_DATE, dtype=np.int64)
-    if len(columns[11]):
-        since[found] = _epoch(list(columns[11]))[src]
-    tier_map: dict[Any, int] = dict(TIER_CODES)
-    return Stored(found=found, tier=codes(columns[1], tier_map, 0), computed=codes(columns[2], tier_map, 0),
-                  net=ints(columns[3], 0), orders=ints(columns[4], 0), r=ints(columns[5], 0), f=ints(columns[6], 0),
-                  m=ints(columns[7], 0), seg=codes(columns[8], seg_index, -1), stage=codes(columns[9], stage_index, -1),
-                  level=level, level_name=level_name, since=since, basis=ints(columns[12], NONE_INT))
+def stored_level_names(session: Session, customer_ids: list[int]) -> dict[int, str]:
+    """Names of levels held by these customers (for history rows of levels that were removed)."""
+    out: dict[int, str] = {}
+    for start in range(0, len(customer_ids), 500):
+        chunk = customer_ids[start:start + 500]
+        out.update({r[0]: r[1] for r in session.execute(select(CC.c.customer_id, CC.c.level)
+                                                        .where(CC.c.customer_id.in_(chunk)))})
+    return out
 
 
 def load_pins(session: Session, ids: Any) -> Any:
     import numpy as np
 
-    out = np.zeros(len(ids), dtype=np.int64)
     rows = session.execute(select(PIN.c.customer_id, PIN.c.tier)).all()
-    if rows:
-        pid = np.array([r[0] for r in rows], dtype=np.int64)
-        code = np.array([TIER_CODES.get(r[1], 0) for r in rows], dtype=np.int64)
-        pos = np.searchsorted(ids, pid)
-        ok = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == pid) if len(ids) else np.zeros(0, bool)
-        out[pos[ok]] = code[ok]
-    return out
+    coded = np.array([(r[0], TIER_CODES.get(r[1], 0)) for r in rows], dtype=np.int64).reshape(-1, 2)
+    return _align(ids, coded, [0])[0]
 
 
 # --------------------------------------------------------------------------------------------- RFM
@@ -256,27 +229,83 @@ def segment_rows(seg: Any, recency: Any, orders: Any, net: Any) -> list[dict[str
     import numpy as np
 
     total_n = len(seg)
-    revenue_all = int(np.maximum(net[seg >= 0], 0).sum()) if total_n else 0
+    scored = seg >= 0
+    revenue_all = int(np.maximum(net[scored], 0).sum()) if total_n else 0
+    k = len(SEGMENT_KEYS)
+    counts = np.bincount(seg[scored], minlength=k)
+    revenue = np.zeros(k, dtype=np.int64)  # exact integer sums (bincount weights would be floats)
+    np.add.at(revenue, seg[scored], net[scored])
+    rec = np.zeros(k, dtype=np.int64)
+    np.add.at(rec, seg[scored], recency[scored])
+    freq = np.zeros(k, dtype=np.int64)
+    np.add.at(freq, seg[scored], orders[scored])
     out = []
-    for code, key in [*enumerate(SEGMENT_KEYS), (-1, None)]:
-        mask = seg == code
-        count = int(mask.sum())
-        if key is None and count == 0:
-            continue
-        rev = int(net[mask].sum()) if count else 0
-        out.append({"segment": key, "customers": count,
-                    "customer_share": tiers_mod._pct(count, total_n),
-                    "revenue_minor": rev, "revenue_share": tiers_mod._pct(max(rev, 0), revenue_all) if key else None,
-                    "average_minor": round(rev / count) if count and key else None,
-                    "recency_days": round(float(recency[mask].mean()), 1) if count and key else None,
-                    "frequency": round(float(orders[mask].mean()), 2) if count and key else None})
+    for code, key in enumerate(SEGMENT_KEYS):
+        count = int(counts[code])
+        rev = int(revenue[code])
+        out.append({"segment": key, "customers": count, "customer_share": tiers_mod._pct(count, total_n),
+                    "revenue_minor": rev, "revenue_share": tiers_mod._pct(max(rev, 0), revenue_all),
+                    "average_minor": round(rev / count) if count else 0,
+                    "recency_days": round(float(rec[code]) / count, 1) if count else None,
+                    "frequency": round(float(freq[code]) / count, 2) if count else None})
+    unscored = int(total_n - scored.sum())
+    if unscored:
+        out.append({"segment": None, "customers": unscored, "customer_share": tiers_mod._pct(unscored, total_n),
+                    "revenue_minor": int(net[~scored].sum()), "revenue_share": None, "average_minor": None,
+                    "recency_days": None, "frequency": None})
     return out
 
 
 # ------------------------------------------------------------------------------------------ writing
 
-CLASS_COLUMNS = ("tier", "computed_tier", "net_minor", "orders", "r_score", "f_score", "m_score", "segment", "stage",
-                 "level", "level_since", "basis_minor")
+def _driver_date(session: Session) -> Any:
+    """Dates as the driver wants them: ISO text for SQLite (what SQLAlchemy stores), date objects elsewhere."""
+    if session.get_bind().dialect.name == "sqlite":
+        return lambda d: None if d is None else d.isoformat()
+    return lambda d: d
+
+
+def executemany(session: Session, stmt: Any, keys: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """Bulk write with the driver's executemany (values already in driver form, in ``keys`` order), inside
+    the session's transaction; the statement is compiled for the store's dialect."""
+    if not rows:
+        return
+    conn = session.connection()
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+    index = {k: i for i, k in enumerate(keys)}
+    names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+    if [n.removeprefix("_") for n in names] != keys:  # different order: re-map (rare)
+        order = [index[n.removeprefix("_")] for n in names]
+        rows = [tuple(r[i] for i in order) for r in rows]
+    sql = str(compiled)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start:start + BATCH]
+            cursor.executemany(sql, chunk if compiled.positional else [dict(zip(names, r)) for r in chunk])
+    finally:
+        cursor.close()
+
+
+def write_rows(session: Session, ids: Any, found: Any, changed: Any, values: dict[str, list[Any]]) -> None:
+    """Update the changed existing rows, insert the missing ones."""
+    import numpy as np
+    from sqlalchemy import bindparam
+
+    keys = list(values)
+    columns = [values[k] for k in keys]
+    upd = np.nonzero(changed & found)[0].tolist()
+    ins = np.nonzero(changed & ~found)[0].tolist()
+    id_list = ids.tolist()
+    if upd:
+        stmt = update(CC).where(CC.c.customer_id == bindparam("_customer_id")).values(
+            {k: bindparam("_" + k) for k in keys})
+        executemany(session, stmt, [*keys, "customer_id"],
+                    [tuple(col[i] for col in columns) + (id_list[i],) for i in upd])
+    if ins:
+        extra = [k for k in ("net_minor", "orders") if k not in values]  # NOT NULL columns rfm does not set
+        executemany(session, insert(CC), ["customer_id", *keys, *extra],
+                    [(id_list[i], *(col[i] for col in columns), *([0] * len(extra))) for i in ins])
 
 
 def _py(values: Any, mapping: Any = None, none: int | None = None) -> list[Any]:
@@ -288,27 +317,14 @@ def _py(values: Any, mapping: Any = None, none: int | None = None) -> list[Any]:
     return items
 
 
-def write_rows(session: Session, ids: Any, found: Any, changed: Any, values: dict[str, list[Any]]) -> None:
-    """Update the changed existing rows, insert the missing ones (executemany, in batches)."""
-    import numpy as np
+@dataclass
+class Moves:
+    up: int = 0
+    down: int = 0
+    new: int = 0
 
-    keys = list(values)
-    upd_idx = np.nonzero(changed & found)[0]
-    ins_idx = np.nonzero(changed & ~found)[0]
-    batch = 20_000
-    if len(upd_idx):
-        stmt = (update(CC).where(CC.c.customer_id == bindparam("_cid"))
-                .values({k: bindparam("_" + k) for k in keys}))
-        for start in range(0, len(upd_idx), batch):
-            part = upd_idx[start:start + batch].tolist()
-            session.execute(stmt, [{"_cid": int(ids[i]), **{"_" + k: values[k][i] for k in keys}} for i in part])
-    if len(ins_idx):
-        defaults = {"net_minor": 0, "orders": 0}
-        stmt_i = insert(CC)
-        for start in range(0, len(ins_idx), batch):
-            part = ins_idx[start:start + batch].tolist()
-            session.execute(stmt_i, [{**defaults, "customer_id": int(ids[i]), **{k: values[k][i] for k in keys}}
-                                     for i in part])
+    def as_dict(self) -> dict[str, int]:
+        return {"up": self.up, "down": self.down, "new": self.new}
 
 
 def _moves(new: Any, old: Any) -> Moves:
@@ -318,12 +334,28 @@ def _moves(new: Any, old: Any) -> Moves:
                  new=int(np.count_nonzero((old <= 0) & (new > 0))))
 
 
+@dataclass
+class RunResult:
+    kind: str
+    as_of: date
+    rules: Rules
+    customers: int
+    changed_rows: int
+    tier: Moves = field(default_factory=Moves)
+    level: Moves = field(default_factory=Moves)
+    tiers: dict[str, int] = field(default_factory=dict)  # A/B/C/none -> customers after the run
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)  # only when asked for
+    scores: Any = None  # rfm: (ids, r, f, m, seg, recency, orders, net) for --customers
+    run_id: int | None = None
+    dry_run: bool = False
+
+
 def _finish_run(session: Session, kind: str, as_of: date, rules: Rules, counts: dict[str, Any]) -> int:
     from crmcli.core import audit
 
     run_id = tiers_mod._new_run(session, kind, as_of, rules.params(), counts)
-    audit.record(session, entity="class_run", entity_id=run_id, action=kind,
-                 after={"as_of": as_of, **counts})
+    audit.record(session, entity="class_run", entity_id=run_id, action=kind, after={"as_of": as_of, **counts})
     return run_id
 
 
@@ -335,7 +367,6 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
 
     from crmcli.core import hooks, levels as levels_mod
     from crmcli.core.lifecycle import stage_codes
-    from crmcli.core.rfm import TOP_SEGMENTS
 
     rules = tiers_mod.load_rules(session)
     rules.validate()
@@ -350,7 +381,7 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
     windows = [rules.tiers.window_days, rules.rfm_window]
     if defined and rules.level_basis == "spend":
         windows.append(rules.level_window)
-    facts = gather(session, as_of, windows, all_history=True)
+    facts = gather(session, as_of, windows, history=True)
     ids = facts.ids
     n = len(ids)
     bought = facts.days > 0
@@ -363,12 +394,11 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
 
     orders_r, net_r = facts.windows[rules.rfm_window]
     r, f, m, seg = score_rfm(facts.last, orders_r, net_r)
-    top_codes = [SEGMENT_KEYS.index(k) for k in TOP_SEGMENTS]
-    top = (effective == TIER_CODES["A"]) | np.isin(seg, top_codes)
+    top = (effective == TIER_CODES["A"]) | np.isin(seg, [SEGMENT_KEYS.index(k) for k in TOP_SEGMENTS])
     stage = stage_codes(facts.days, facts.first, facts.last, today, top, rules.lifecycle).astype(np.int64)
 
     names = [lvl.name for lvl in defined]
-    stored = load_stored(session, ids, {name: i + 1 for i, name in enumerate(names)})
+    stored = load_stored(session, ids, names)
     if defined:
         if rules.level_basis == "spend":
             basis = facts.windows[rules.level_window][1]
@@ -392,32 +422,34 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
                        dry_run=dry_run)
     counts = np.bincount(effective, minlength=4)
     result.tiers = {"A": int(counts[3]), "B": int(counts[2]), "C": int(counts[1]), "none": int(counts[0])}
-    level_label = [None, *names]
+    level_label: list[Any] = [None, *names]
+    gone = np.nonzero(level_changed & (stored.level < 0))[0]
+    old_names = stored_level_names(session, ids[gone].tolist()) if len(gone) else {}
 
     def level_from(i: int) -> Any:
         code = int(stored.level[i])
-        return stored.level_name[i] if code < 0 else level_label[code]
+        return old_names.get(int(ids[i])) if code < 0 else level_label[code]
 
     if want_changes:
         for i in np.nonzero(tier_changed | level_changed)[0].tolist():
+            common = {"customer_id": int(ids[i]), "net_minor": int(net_t[i]), "orders": int(orders_t[i])}
             if tier_changed[i]:
-                result.changes.append({"customer_id": int(ids[i]), "kind": "tier", "from": CODE_TIERS[stored.tier[i]],
-                                       "to": CODE_TIERS[effective[i]], "net_minor": int(net_t[i]),
-                                       "orders": int(orders_t[i])})
+                result.changes.append({**common, "kind": "tier", "from": CODE_TIERS[stored.tier[i]],
+                                       "to": CODE_TIERS[effective[i]]})
             if level_changed[i]:
-                result.changes.append({"customer_id": int(ids[i]), "kind": "level", "from": level_from(i),
-                                       "to": level_label[level[i]], "net_minor": int(net_t[i]),
-                                       "orders": int(orders_t[i])})
+                result.changes.append({**common, "kind": "level", "from": level_from(i),
+                                       "to": level_label[level[i]]})
     if dry_run or not changed.any():
         return result
 
     seg_label = [*SEGMENT_KEYS, None]  # index -1 -> None
     stage_label = [*STAGE_KEYS, None]
+    to_date = _driver_date(session)
     values = {
         "tier": _py(effective, CODE_TIERS), "computed_tier": _py(computed, CODE_TIERS), "net_minor": _py(net_t),
         "orders": _py(orders_t), "r_score": _py(r, none=0), "f_score": _py(f, none=0), "m_score": _py(m, none=0),
         "segment": _py(seg, seg_label), "stage": _py(stage, stage_label), "level": _py(level, level_label),
-        "level_since": [from_epoch_day(d) for d in since.tolist()] if defined else [None] * n,
+        "level_since": [to_date(from_epoch_day(d)) for d in since.tolist()] if defined else [None] * n,
         "basis_minor": _py(basis, none=NONE_INT),
     }
     run_counts = {"customers": n, "changed": result.changed_rows, "tier": result.tier.as_dict(),
@@ -425,24 +457,24 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
     run_id = _finish_run(session, "recompute", as_of, rules, run_counts)
     result.run_id = run_id
     write_rows(session, ids, stored.found, changed, values)
-    history: list[dict[str, Any]] = []
-    for i in np.nonzero(tier_changed)[0].tolist():
-        history.append({"run_id": run_id, "customer_id": int(ids[i]), "kind": "tier",
-                        "from_value": CODE_TIERS[stored.tier[i]], "to_value": values["tier"][i],
-                        "net_minor": values["net_minor"][i], "orders": values["orders"][i],
-                        "tenure_days": int(tenure[i]) if tenure[i] >= 0 else None,
-                        "share_bp": int(share[i]) if share is not None and net_t[i] > 0 else None,
-                        "basis_minor": None, "note": "pinned" if pins[i] > 0 else None})
-    for i in np.nonzero(level_changed)[0].tolist():
-        history.append({"run_id": run_id, "customer_id": int(ids[i]), "kind": "level", "from_value": level_from(i),
-                        "to_value": values["level"][i], "net_minor": values["net_minor"][i],
-                        "orders": values["orders"][i], "tenure_days": int(tenure[i]) if tenure[i] >= 0 else None,
-                        "share_bp": None, "basis_minor": values["basis_minor"][i], "note": None})
-        if len(history) >= 50_000:
-            session.execute(insert(HIST), history)
-            history = []
-    for start in range(0, len(history), 50_000):
-        session.execute(insert(HIST), history[start:start + 50_000])
+
+    keys = ["run_id", "customer_id", "kind", "from_value", "to_value", "net_minor", "orders", "tenure_days",
+            "share_bp", "basis_minor", "note"]
+    idx = np.nonzero(tier_changed)[0]
+    if len(idx):
+        shares = (share[idx] if share is not None else np.full(len(idx), NONE_INT))
+        shares = np.where(net_t[idx] > 0, shares, NONE_INT)
+        executemany(session, insert(HIST), keys, list(zip(
+            [run_id] * len(idx), ids[idx].tolist(), ["tier"] * len(idx), _py(stored.tier[idx], CODE_TIERS),
+            _py(effective[idx], CODE_TIERS), net_t[idx].tolist(), orders_t[idx].tolist(),
+            _py(tenure[idx], none=-1), _py(shares, none=NONE_INT), [None] * len(idx),
+            ["pinned" if p else None for p in (pins[idx] > 0).tolist()])))
+    idx = np.nonzero(level_changed)[0]
+    if len(idx):
+        executemany(session, insert(HIST), keys, list(zip(
+            [run_id] * len(idx), ids[idx].tolist(), ["level"] * len(idx), [level_from(i) for i in idx.tolist()],
+            _py(level[idx], level_label), net_t[idx].tolist(), orders_t[idx].tolist(), _py(tenure[idx], none=-1),
+            [None] * len(idx), _py(basis[idx], none=NONE_INT), [None] * len(idx))))
     return result
 
 
@@ -456,14 +488,8 @@ def points_earned(session: Session, hooks: Any, ids: Any, as_of: date, window: i
                        hint=_("Use levels by spend: crm tier rules set --level-basis spend (after removing the levels)."))
     start = as_of - timedelta(days=window - 1)
     rows = session.execute(hooks.load(spec)(session, start, as_of)).all()
-    out = np.zeros(len(ids), dtype=np.int64)
-    if rows:
-        pid = np.array([r[0] for r in rows], dtype=np.int64)
-        pts = np.array([int(r[1] or 0) for r in rows], dtype=np.int64)
-        pos = np.searchsorted(ids, pid)
-        ok = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == pid)
-        out[pos[ok]] = pts[ok]
-    return out
+    coded = np.array([(int(r[0]), int(r[1] or 0)) for r in rows], dtype=np.int64).reshape(-1, 2)
+    return _align(ids, coded, [0])[0]
 
 
 # ---------------------------------------------------------------------------------------------- rfm
@@ -471,27 +497,32 @@ def points_earned(session: Session, hooks: Any, ids: Any, as_of: date, window: i
 def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: bool = False,
         want_scores: bool = False) -> RunResult:
     """Score every live customer with a sale in the window and save R, F, M and the segment (and the
-    loyal/repeat stage that depends on the segment). Stages otherwise change only with a recompute."""
+    loyal/repeat stage that depends on the segment). Other stages change only with a recompute."""
     import numpy as np
 
     rules = tiers_mod.load_rules(session)
     window = window_days or rules.rfm_window
     as_of = ctx.today
     today = epoch_day(as_of)
-    facts = gather(session, as_of, [window], all_history=False)
+    facts = gather(session, as_of, [window], history=False)
     ids = facts.ids
     n = len(ids)
     orders, net = facts.windows[window]
     r, f, m, seg = score_rfm(facts.last, orders, net)
-    stored = load_stored(session, ids, {})
-    top_codes = [SEGMENT_KEYS.index(k) for k in TOP_SEGMENTS]
-    stage = stored.stage.copy()
+    stmt = select(CC.c.customer_id, literal(1),
+                  case((CC.c.tier == "A", 1), else_=0),
+                  func.coalesce(CC.c.r_score, 0) * 100 + func.coalesce(CC.c.f_score, 0) * 10
+                  + func.coalesce(CC.c.m_score, 0),
+                  _code(CC.c.segment, SEGMENT_KEYS), _code(CC.c.stage, STAGE_KEYS))
+    found, tier_a, old_rfm, old_seg, old_stage = _align(ids, int_rows(session, stmt, 6), [0, 0, 0, -1, -1])
+    found = found.astype(bool)
+    stage = old_stage.copy()
     repeatish = np.isin(stage, [STAGE_KEYS.index("repeat"), STAGE_KEYS.index("loyal")])
-    loyal = (stored.tier == TIER_CODES["A"]) | np.isin(seg, top_codes)
+    loyal = (tier_a == 1) | np.isin(seg, [SEGMENT_KEYS.index(k) for k in TOP_SEGMENTS])
     stage[repeatish & loyal] = STAGE_KEYS.index("loyal")
     stage[repeatish & ~loyal] = STAGE_KEYS.index("repeat")
-    changed = (~stored.found & (seg >= 0)) | (stored.found & ((r != stored.r) | (f != stored.f) | (m != stored.m)
-                                                              | (seg != stored.seg) | (stage != stored.stage)))
+    new_rfm = r * 100 + f * 10 + m
+    changed = (~found & (seg >= 0)) | (found & ((new_rfm != old_rfm) | (seg != old_seg) | (stage != old_stage)))
     recency = np.where(orders > 0, today - facts.last, 0)
     result = RunResult(kind="rfm", as_of=as_of, rules=rules, customers=n, changed_rows=int(changed.sum()),
                        dry_run=dry_run)
@@ -507,5 +538,8 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
     counts = {"customers": n, "changed": result.changed_rows, "window_days": window,
               "segments": {row["segment"] or "none": row["customers"] for row in result.segments}}
     result.run_id = _finish_run(session, "rfm", as_of, rules, counts)
-    write_rows(session, ids, stored.found, changed, values)
+    write_rows(session, ids, found, changed, values)
     return result
+
+
+__all__ = ["recompute", "rfm", "gather", "Facts", "RunResult"]

@@ -98,6 +98,14 @@ def parse_tag(value: str) -> str:
     return tag
 
 
+def unique_ignoring_case(values: Sequence[str]) -> list[str]:
+    """['vip', 'VIP', 'new'] → ['vip', 'new']: the first spelling of each, in order."""
+    seen: dict[str, str] = {}
+    for value in values:
+        seen.setdefault(value.lower(), value)
+    return list(seen.values())
+
+
 def parse_code(value: str) -> str:
     code = value.strip()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}", code):
@@ -351,7 +359,7 @@ def add_customer(session: Session, data: CustomerInput, ctx: StoreContext, *, al
         raise InvalidInput(_("A customer needs a name."), field="name", value=None)
     values = _scalar_fields(data, ctx, session, editing=False)
     phones, emails, socials = _validated_contacts(data, ctx)
-    tags = list(dict.fromkeys(parse_tag(t) for t in data.tags))
+    tags = unique_ignoring_case([parse_tag(t) for t in data.tags])
     prefs = {k: v for k, v in (parse_pref(f"{k}={v}") for k, v in data.preferences.items())}
     if not allow_duplicate:
         _check_duplicates(session, phones, emails)
@@ -487,16 +495,22 @@ def tag_customer(session: Session, customer: Customer, add: Sequence[str], remov
     assert customer.id is not None
     cid = customer.id
     before = sorted(r[0] for r in session.execute(select(TAG.c.tag).where(TAG.c.customer_id == cid)))
-    to_add = [t for t in dict.fromkeys(parse_tag(t) for t in add) if t not in before]
-    to_remove = [parse_tag(t) for t in remove]
-    missing = [t for t in to_remove if t not in before]
+    # Tags compare ignoring case (VIP is vip); a tag keeps the spelling it was first given.
+    have = {t.lower(): t for t in before}
+    wanted = [parse_tag(t) for t in remove]
+    missing = [t for t in wanted if t.lower() not in have]
     if missing:
-        raise NotFound(_("{customer} has no tag '{tag}'.").format(customer=customer.code, tag=missing[0]))
-    if to_add:
-        session.execute(insert(TAG), [{"customer_id": cid, "tag": t} for t in to_add])
+        raise NotFound(_("{customer} has no tag '{tag}'.").format(customer=customer.code, tag=missing[0]),
+                       hint=_("Its tags: {tags}.").format(tags=", ".join(before) or "—"))
+    to_remove = unique_ignoring_case([have[t.lower()] for t in wanted])
+    removed = {t.lower() for t in to_remove}
+    to_add = [t for t in unique_ignoring_case([parse_tag(t) for t in add])
+              if t.lower() not in have or t.lower() in removed]
     if to_remove:
         session.execute(delete(TAG).where(TAG.c.customer_id == cid, TAG.c.tag.in_(to_remove)))
-    after = sorted(set(before) - set(to_remove) | set(to_add))
+    if to_add:
+        session.execute(insert(TAG), [{"customer_id": cid, "tag": t} for t in to_add])
+    after = sorted((set(before) - set(to_remove)) | set(to_add))
     if after != before:
         customer.updated_at = utcnow()
         session.add(customer)

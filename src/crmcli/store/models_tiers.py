@@ -7,7 +7,8 @@
 - ``class_history``: append-only tier and level changes with the figures behind them.
 - ``member_level``: membership level definitions (threshold, privileges).
 
-The frozen DDL is in crmcli.store.migrations.m0003_tiers; keep the two identical.
+The frozen DDL is in crmcli.store.migrations.m0003_tiers and m0013_tier_indexes (which also adds the covering
+index ``ix_purchase_class`` on purchase, declared at the end of this module); keep them identical.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+from crmcli.store.models import Purchase
+
 
 class CustomerClass(SQLModel, table=True):
     __tablename__ = "customer_class"
     customer_id: int = Field(foreign_key="customer.id", primary_key=True)
-    tier: str | None = Field(default=None, index=True)  # effective: the pin if pinned, else computed
+    tier: str | None = None  # effective: the pin if pinned, else computed
     computed_tier: str | None = None  # what the rules gave at the last recompute
     net_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # in the tier window
     orders: int = 0  # sales in the tier window
     r_score: int | None = None
     f_score: int | None = None
     m_score: int | None = None
-    segment: str | None = Field(default=None, index=True)  # key, e.g. "at_risk"
-    stage: str | None = Field(default=None, index=True)  # key, e.g. "lost"
-    level: str | None = Field(default=None, index=True)  # member_level.name
+    segment: str | None = None  # key, e.g. "at_risk"
+    stage: str | None = None  # key, e.g. "lost"
+    level: str | None = None  # member_level.name
     level_since: date | None = None  # reached or last re-evaluated (downgrade policy)
     basis_minor: int | None = Field(default=None, sa_column=Column(BigInteger))  # level basis value
 
@@ -59,7 +62,7 @@ class ClassHistory(SQLModel, table=True):
     __tablename__ = "class_history"
     __table_args__ = (Index("ix_class_history_customer", "customer_id", "id"),)
     id: int | None = Field(default=None, primary_key=True)
-    run_id: int = Field(foreign_key="class_run.id", index=True)
+    run_id: int = Field(foreign_key="class_run.id")
     customer_id: int = Field(foreign_key="customer.id")
     kind: str  # tier | level
     from_value: str | None = None
@@ -84,5 +87,9 @@ class MemberLevel(SQLModel, table=True):
     created_at: datetime
     updated_at: datetime
 
+
+# The covering index of the per-customer purchase aggregates (migration m0013_tier_indexes).
+Index("ix_purchase_class", Purchase.__table__.c.customer_id, Purchase.__table__.c.purchased_on,
+      Purchase.__table__.c.kind, Purchase.__table__.c.amount_minor)
 
 __all__ = ["CustomerClass", "TierPin", "ClassRun", "ClassHistory", "MemberLevel"]

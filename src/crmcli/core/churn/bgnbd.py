@@ -34,6 +34,9 @@ from crmcli.i18n import _
 PARAM_NAMES = ("r", "alpha", "a", "b")
 LOG_BOUND = 18.0  # |log parameter| limit: e^18 ≈ 6.6e7; an optimum on the bound means no finite estimate
 MIN_CUSTOMERS = 10
+# a + b beyond this: Beta(a, b) is a point to the data and 2F1 loses all precision (NaN from a + b ≈ 4000
+# on); the fixed-p limit is used, within 1e-4 (relative) of the exact bracket already at a + b = 2000.
+DEGENERATE_BETA = 2e3
 
 
 class FitError(CrmError):
@@ -406,9 +409,29 @@ def _bracket(params: Params, x: Any, T: Any, t: Any) -> Any:
             f = hyp2f1(a_ + b - 1.0 - r, a_ - 1.0, c, z)
             return c / (a_ - 1.0) * (1.0 - np.exp((a_ - 1.0) * np.log1p(-z)) * f)
 
+    if a + b > DEGENERATE_BETA:
+        return _bracket_fixed_p(params, x, T, t)
     if abs(a - 1.0) < 1e-7:  # removable singularity at a = 1: the mean of both sides
-        return (at(1.0 - 1e-6) + at(1.0 + 1e-6)) / 2
-    return at(a)
+        exact = (at(1.0 - 1e-6) + at(1.0 + 1e-6)) / 2
+    else:
+        exact = at(a)
+    bad = ~np.isfinite(exact)
+    if bad.any():  # 2F1 overflowed: Beta(a, b) is narrow enough for the fixed-p limit to be accurate
+        exact = np.where(bad, _bracket_fixed_p(params, x, T, t), exact)
+    return exact
+
+
+def _bracket_fixed_p(params: Params, x: Any, T: Any, t: Any) -> Any:
+    """The bracket's limit when Beta(a, b) collapses onto p = a/(a+b) (a, b → ∞ with the ratio fixed), where
+    2F1 of such parameters overflows. With a fixed dropout p, an alive customer of rate λ makes
+    (1 - e^{-λpt})/p purchases in t on average; over λ ~ Gamma(r+x, α+T) that is
+    (1 - ((α+T)/(α+T+pt))^{r+x}) / p. The error against the exact bracket is O(1/(a+b))."""
+    import numpy as np
+
+    p = params.a / (params.a + params.b)
+    shape = params.r + x
+    rate = params.alpha + T
+    return -np.expm1(shape * (np.log(rate) - np.log(rate + p * t))) / p
 
 
 def conditional_expected_purchases(params: Params, t: Any, x: Any, tx: Any, T: Any) -> Any:
