@@ -70,6 +70,18 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _translation.ngettext(singular, plural, n)
 
 
+_others: dict[str, gettext.NullTranslations] = {}
+
+
+def translate(message: str, language: str) -> str:
+    """``message`` in ``language`` whatever the interface language (``--headers zh`` under an English UI).
+
+    Accepts the English msgid or a text already translated into ``language`` (returned unchanged)."""
+    if language not in _others:
+        _others[language] = gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[language], fallback=True)
+    return _others[language].gettext(message) or message
+
+
 def N_(message: str) -> str:
     """Mark a string for extraction without translating it yet (translated where it is shown)."""
     return message

@@ -30,6 +30,12 @@ def _report(message: str, hint: str | None = None) -> None:
 class CrmGroup(TyperGroup):
     """Root group: maps CrmError (and driver errors) to one line on stderr and a documented exit code."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from crmcli.cli.headers import install
+
+        install(self)  # --headers keys|zh on the root and on every command with --format
+
     def invoke(self, ctx: Any) -> Any:
         from crmcli.core.command import current_command
 

@@ -132,8 +132,12 @@ def emit(rows: Iterable[dict[str, Any]], columns: list[Column], fmt: str | None,
             stream.write("\n]\n" if count else "]\n")
         return count
     if chosen in ("csv", "tsv"):
+        from crmcli.cli.headers import heading_row, wants_bom
+
+        if wants_bom():
+            stream.write("\ufeff")  # --headers zh: Excel reads a CSV as UTF-8 only with a byte order mark
         writer = csv.writer(stream, delimiter="," if chosen == "csv" else "\t", lineterminator="\n")
-        writer.writerow([c.key for c in columns])
+        writer.writerow(heading_row([c.key for c in columns], [c.label for c in columns]))
         for row in rows:
             writer.writerow([flat_value(get(row, c), c, units) for c in columns])
             count += 1
