@@ -47,6 +47,60 @@ def translate_message(message: str) -> str:
     return message
 
 
+def cells(text: str) -> int:
+    """Terminal cells of ``text``: Chinese characters and full-width punctuation take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+               for ch in text)
+
+
+# A wide character (with the closing punctuation that must not start a line), or a run of anything else.
+_CHUNK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]"
+                    r"[，。、；：！？）》」』】”’,.;:!?)\]]*|[^\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]+")
+
+
+_CLOSING = "，。、；：！？）》」』】”’"
+
+
+def _cjk_wrapper(base: type) -> type:
+    """Click's TextWrapper measuring cells and allowed to break between Chinese characters."""
+
+    class CellTextWrapper(base):  # type: ignore[misc, valid-type]
+        def _split(self, text: str) -> list[str]:
+            out: list[str] = []
+            for chunk in super()._split(text):
+                for piece in (_CHUNK.findall(chunk) if cells(chunk) != len(chunk) else [chunk]):
+                    if out and piece[0] in _CLOSING and out[-1].strip():
+                        out[-1] += piece  # never start a line with a closing bracket or punctuation
+                    else:
+                        out.append(piece)
+            return out
+
+        def _wrap_chunks(self, chunks: list[str]) -> list[str]:
+            lines: list[str] = []
+            chunks.reverse()
+            while chunks:
+                line: list[str] = []
+                used = 0
+                indent = self.subsequent_indent if lines else self.initial_indent
+                width = self.width - cells(indent)
+                if self.drop_whitespace and lines and chunks[-1].strip() == "":
+                    del chunks[-1]
+                while chunks and used + cells(chunks[-1]) <= width:
+                    used += cells(chunks[-1])
+                    line.append(chunks.pop())
+                if chunks and cells(chunks[-1]) > width:
+                    self._handle_long_word(chunks, line, used, width)
+                if self.drop_whitespace and line and line[-1].strip() == "":
+                    del line[-1]
+                if line:
+                    lines.append(indent + "".join(line))
+            return lines
+
+    return CellTextWrapper
+
+
 def apply() -> None:
     """Install the wrappers (idempotent; a no-op in English)."""
     global _applied
@@ -63,6 +117,18 @@ def apply() -> None:
         return
 
     tcore._ = _  # type: ignore[attr-defined]  # Typer's own gettext-marked labels ("Options", ...)
+
+    # Chinese help text: wrap and align by terminal cells (Click counts characters, so lines ran past the
+    # terminal and the option column went out of line).
+    try:
+        from typer._click import _textwrap as ctextwrap
+
+        ctextwrap.TextWrapper = _cjk_wrapper(ctextwrap.TextWrapper)  # type: ignore[misc]
+        from typer._click._compat import strip_ansi
+
+        cfmt.term_len = lambda text: cells(strip_ansi(text))  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Typer reorganised; wrapping stays by characters
+        pass
 
     original_usage = cfmt.HelpFormatter.write_usage
 
