@@ -115,10 +115,15 @@ def root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_("Print data only, no messages."))] = False,
     debug: Annotated[bool, typer.Option("--debug", help=_("Show tracebacks for errors."))] = False,
     mask: Annotated[bool, typer.Option("--mask", help=_("Partly hide phones and e-mails in the output."))] = False,
+    key_file: Annotated[Optional[str], typer.Option("--key-file", envvar="CRM_DB_KEY_FILE", metavar="FILE",
+                                                    help=_("Key of an encrypted store, read from a file only you may read (mode 0600)."))] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help=_("Show the version and exit."))] = False,
 ) -> None:
+    from crmcli.store.keys import key_file_option
+
     reset_state(db=db, format=format, quiet=quiet, debug=debug, mask=mask)
+    key_file_option.set(key_file)
 
 
 @app.command("init", help=_("Create the store (if missing) and say where it is. Safe to run again.\n\n"
@@ -167,6 +172,7 @@ GROUPS: list[tuple[str, str]] = [
     ("report", "report"),
     ("care", "care"),
     ("churn", "churn"),
+    ("db", "db"),
 ]
 
 for _name, _module in GROUPS:

@@ -2,6 +2,15 @@
 
 hash = sha256(prev_hash + canonical JSON of the row's fields), so an edited, deleted or inserted row
 breaks the chain at that point (checked by ``verify``).
+
+The chain covers the before/after payload through a digest, not the text itself:
+payload_digest = sha256(payload_salt + before + after), and the row's hash includes payload_digest. That
+lets a privacy erasure (`crm customer forget`) strip a person's values out of old rows without breaking
+the chain: the erased rows lose their salt (so the kept digest cannot be brute-forced back into a phone
+number), their stripped payload is recorded in the chained erasure row ("redacted_audit_rows": {id:
+sha256 of the stripped payload}), and ``verify`` accepts a row without salt only when a later, intact
+erasure row vouches for exactly its current payload. Rows written before migration m0009 that could not
+be re-chained (the trail was already broken there) keep the first form, hash over the text.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ import getpass
 import hashlib
 import json
 import os
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +31,8 @@ from crmcli.core.command import current_command
 from crmcli.store.models import AuditEntry
 
 GENESIS = "0" * 64
+ERASE_ACTION = "erase"
+REDACTED_KEY = "redacted_audit_rows"
 
 
 def actor() -> str:
@@ -51,6 +63,19 @@ def row_hash(prev_hash: str, *, at: datetime, actor: str, command: str, entity: 
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
+def payload_digest(salt: str | None, before: str | None, after: str | None) -> str:
+    """sha256 over the salt and the payload texts (salt None: the digest an erasure row records)."""
+    body = json.dumps([salt, before, after], ensure_ascii=False)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def chain_hash(prev_hash: str, *, at: datetime, actor: str, command: str, entity: str, entity_id: int | None,
+               customer_id: int | None, action: str, digest: str) -> str:
+    body = json.dumps([at.isoformat(), actor, command, entity, entity_id, customer_id, action, "sha256:" + digest],
+                      ensure_ascii=False)
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
 def _last_hash(session: Session) -> str:
     table = AuditEntry.__table__
     last = session.execute(select(table.c.hash).order_by(table.c.id.desc()).limit(1)).scalar()
@@ -76,21 +101,58 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
     for e in entries:
         before, after = dumps(e.get("before")), dumps(e.get("after"))
         fields = dict(at=at, actor=who, command=command, entity=e["entity"], entity_id=e.get("entity_id"),
-                      customer_id=e.get("customer_id"), action=e["action"], before=before, after=after)
-        digest = row_hash(prev, **fields)
-        rows.append({**fields, "prev_hash": prev, "hash": digest})
-        prev = digest
+                      customer_id=e.get("customer_id"), action=e["action"])
+        salt = secrets.token_hex(16)
+        digest = payload_digest(salt, before, after)
+        link = chain_hash(prev, **fields, digest=digest)
+        rows.append({**fields, "before": before, "after": after, "payload_salt": salt, "payload_digest": digest,
+                     "prev_hash": prev, "hash": link})
+        prev = link
     session.execute(insert(AuditEntry.__table__), rows)
 
 
 def verify(session: Session) -> int | None:
-    """Return the id of the first row whose chain is broken, or None when the whole trail is intact."""
+    """Return the id of the first row whose chain is broken, or None when the whole trail is intact.
+
+    Broken: a row whose prev_hash is not the previous row's hash (a row deleted or inserted before it),
+    whose hash does not match its fields (edited), whose payload does not match its digest, or whose
+    payload was stripped without an intact erasure row vouching for exactly that stripped payload.
+    """
     table = AuditEntry.__table__
     prev = GENESIS
+    unvouched: dict[int, str] = {}  # stripped row id -> digest of its payload as it is now
+    broken: int | None = None
     for row in session.execute(select(table).order_by(table.c.id)).mappings():
-        fields = {k: row[k] for k in ("at", "actor", "command", "entity", "entity_id", "customer_id", "action",
-                                      "before", "after")}
-        if row["prev_hash"] != prev or row["hash"] != row_hash(prev, **fields):
-            return int(row["id"])
+        fields = {k: row[k] for k in ("at", "actor", "command", "entity", "entity_id", "customer_id", "action")}
+        if row["payload_digest"] is None:  # written before m0009 and not re-chained
+            ok = row["prev_hash"] == prev and row["hash"] == row_hash(prev, **fields, before=row["before"],
+                                                                       after=row["after"])
+        else:
+            ok = row["prev_hash"] == prev and row["hash"] == chain_hash(prev, **fields, digest=row["payload_digest"])
+            if ok and row["payload_salt"] is not None:
+                ok = payload_digest(row["payload_salt"], row["before"], row["after"]) == row["payload_digest"]
+            elif ok:
+                unvouched[int(row["id"])] = payload_digest(None, row["before"], row["after"])
+        if not ok:
+            broken = int(row["id"])
+            break
+        if row["action"] == ERASE_ACTION and row["after"]:
+            try:
+                vouched = json.loads(row["after"]).get(REDACTED_KEY) or {}
+            except (ValueError, AttributeError):
+                vouched = {}
+            for rid, digest in vouched.items():
+                if unvouched.get(int(rid)) == digest:
+                    del unvouched[int(rid)]
         prev = row["hash"]
-    return None
+    found = [i for i in (broken, min(unvouched, default=None)) if i is not None]
+    return min(found) if found else None
+
+
+def head(session: Session) -> tuple[int, str]:
+    """The number of rows and the newest hash: note them elsewhere to detect a trail cut short later."""
+    table = AuditEntry.__table__
+    from sqlalchemy import func
+
+    count = session.execute(select(func.count()).select_from(table)).scalar_one()
+    return int(count), _last_hash(session)

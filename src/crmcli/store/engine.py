@@ -23,6 +23,7 @@ from sqlmodel import Session
 from crmcli.errors import StoreError
 from crmcli.i18n import _
 from crmcli.store import migrations
+from crmcli.store.keys import connect, db_errors, is_encrypted, unlock
 
 BUSY_TIMEOUT_MS = 15_000
 STORE_FILENAME = "crm.sqlite"
@@ -45,9 +46,10 @@ def is_url(location: str) -> bool:
 class Store:
     """An open, migrated store. ``write()`` and ``read()`` yield sessions inside one transaction."""
 
-    def __init__(self, engine: Engine, path: Path | None) -> None:
+    def __init__(self, engine: Engine, path: Path | None, key: str | None = None) -> None:
         self.engine = engine
         self.path = path
+        self.key = key  # the SQLCipher key of an encrypted store file, None for a plain one
         self._immediate = engine.execution_options(crm_begin="IMMEDIATE")
 
     @property
@@ -84,7 +86,7 @@ def translate_errors(location: str) -> Iterator[None]:
         yield
     except exc.DBAPIError as e:  # OperationalError, DatabaseError, ...
         raise store_error_from(e.orig if e.orig is not None else e, location) from e
-    except sqlite3.DatabaseError as e:
+    except db_errors() as e:
         raise store_error_from(e, location) from e
 
 
@@ -125,8 +127,10 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             # Persistent once set; lets readers and one writer work at the same time.
             cur.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            pass  # a read-only file keeps its mode; reads still work
+        except db_errors() as e:
+            if type(e).__name__ != "OperationalError":
+                raise
+            # a read-only file keeps its mode; reads still work
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -141,11 +145,15 @@ def create_sqlite_file(path: Path) -> None:
     os.close(fd)
 
 
-def open_store(location: str | None = None, *, create: bool = False, migrate: bool = True) -> Store:
+def open_store(location: str | None = None, *, create: bool = False, migrate: bool = True,
+               key_file: str | None = None) -> Store:
     """Open the store at ``location`` (a path or an SQLAlchemy URL); create it when ``create``.
 
-    Raises StoreError when it is missing (and not ``create``), not a crmcli store, or from a newer crmcli.
+    An encrypted (SQLCipher) file is opened with the first key that fits (store/keys.py; ``key_file`` or
+    the global --key-file is one of the sources). Raises StoreError when it is missing (and not
+    ``create``), not a crmcli store, from a newer crmcli, or encrypted without a usable key.
     """
+    key: str | None = None
     explicit = location is not None or bool(os.environ.get("CRM_DB"))
     loc = location or default_location()
     path: Path | None = None
@@ -174,15 +182,24 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
             # An empty file is not a store yet: only `crm init` turns it into one (with its settings).
             raise StoreError(_("No crmcli store at {path} (the file is empty).").format(path=path),
                              hint=_("Create one with `crm init` (or `crm --db FILE init`), or point --db / CRM_DB at an existing store."))
+        elif is_encrypted(path):
+            key = unlock(path, key_file).secret
         elif _foreign_sqlite(path):
             # Checked before our connections set WAL mode, which would rewrite another program's file header.
             raise StoreError(_("This database holds tables but is not a crmcli store."),
                              hint=_("Point --db at a crmcli store, or at a new file name to create one."))
         url = f"sqlite:///{path}"
-    engine = sa.create_engine(url)
+    if key is not None:
+        assert path is not None
+        # A queue pool like plain SQLite files get (the dialect's default would share one connection per
+        # thread, and nested read/write sessions need two).
+        engine = sa.create_engine(sa.URL.create("sqlite+pysqlcipher", password=key, database=str(path)),
+                                  poolclass=sa.pool.QueuePool)
+    else:
+        engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
-    store = Store(engine, path)
+    store = Store(engine, path, key)
     if migrate:
         migrate_store(store)
     return store
@@ -248,12 +265,12 @@ def backup_before_migration(store: Store, first_pending: str) -> Path:
     assert store.path is not None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     dest = store.path.with_name(f"{store.path.name}.pre-{first_pending}-{stamp}.bak")
-    src = sqlite3.connect(store.path)
+    # The copy keeps the store's encryption (same key) so a migration never leaves a plaintext copy behind.
+    src = connect(store.path, store.key)
     try:
         create_sqlite_file(dest)
-        dst = sqlite3.connect(dest)
-        with dst:
-            src.backup(dst)
+        dst = connect(dest, store.key)
+        src.backup(dst)
         dst.close()
     finally:
         src.close()

@@ -134,6 +134,9 @@ class AuditEntry(SQLModel, table=True):
     after: str | None = Field(default=None, sa_column=Column(Text))
     prev_hash: str
     hash: str
+    # m0009: the chain covers sha256(salt + payload); an erasure drops the salt (see core/audit.py).
+    payload_salt: str | None = None
+    payload_digest: str | None = None
 
 
 __all__ = [
