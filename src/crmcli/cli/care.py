@@ -42,15 +42,17 @@ def _units(ctx: "StoreContext") -> "Units":
 
 @app.command("agenda", help=_("What to do today and in the next days: follow-ups (overdue first), birthdays (29 February "
                               "celebrated on the 28th in common years), first-purchase anniversaries, holidays, and where "
-                              "those features are in use: overdue feedback and points expiring. Grouped on a terminal; "
+                              "those features are in use: overdue feedback, tier A customers at high churn risk, points expiring and "
+                              "surveys due (resolved complaints not yet asked about). Grouped on a terminal; "
                               "one row per item for json/csv.\n\n"
                               "Example: crm care agenda --days 7 --format csv > agenda.csv"))
 def agenda(
     as_of: AsOfOpt = None, fmt: FormatOpt = None,
     days: Annotated[int, typer.Option("--days", help=_("How many days to look at, today included."), min=1, max=366)] = 7,
     section: Annotated[Optional[list[str]], typer.Option("--section", help=_("Only this section (repeatable): follow_up, "
-                                                                              "feedback_overdue, birthday, anniversary, "
-                                                                              "holiday, points_expiring."))] = None,
+                                                                              "feedback_overdue, churn_risk, birthday, "
+                                                                              "anniversary, holiday, points_expiring, "
+                                                                              "survey_due."))] = None,
     svg: SvgOpt = None, html: HtmlOpt = None,
 ) -> None:
     from crmcli.core import agenda as agenda_mod
@@ -95,7 +97,9 @@ def agenda(
         from crmcli.core.contacts import mask_email, mask_phone
 
         parts: list[Any] = [Text(title, style="bold")]
-        mask = state().mask
+        from crmcli.cli.common import masking_now
+
+        mask = masking_now()
         for key, label in agenda_mod.SECTIONS.items():
             items = [r for r in rows if r["section"] == key]
             if not items:
@@ -130,7 +134,7 @@ def agenda(
     show(view, fmt, svg, html, machine, title=title)
 
 
-STATUS_WORDS = (N_("overdue"), N_("sent"), N_("due"))  # agenda statuses, translated where shown
+STATUS_WORDS = (N_("overdue"), N_("sent"), N_("due"), N_("logged"))  # agenda statuses, translated where shown
 
 
 # ----------------------------------------------------------------------------------------- templates

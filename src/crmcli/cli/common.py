@@ -154,6 +154,16 @@ def masking(session: "Session") -> bool:
     return state().mask or bool(settings.get(session, "privacy.mask"))
 
 
+def masking_now() -> bool:
+    """masking() without a session at hand: reads privacy.mask from the command's open store, if any."""
+    if state().mask:
+        return True
+    if state()._store is None:
+        return False
+    with state().store().read() as session:
+        return masking(session)
+
+
 class NegativeNumbersCommand(TyperCommand):
     """A command whose arguments may be negative numbers: `crm purchase add ann -5` then gets the amount's
     own message ("Amount '-5' is negative ...") instead of Click's "No such option: -5".

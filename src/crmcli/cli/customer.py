@@ -331,3 +331,9 @@ def history(customer: CustomerArg, limit: LimitOpt = None, fmt: FormatOpt = None
     emit(rows, [Column("at", _("When"), "datetime"), Column("type", _("What")), Column("id", _("ID"), "int"),
                 Column("summary", _("Details")), Column("amount", _("Amount"), "money", source="amount_minor")],
          fmt, Units(ctx.currency, ctx.tz), empty_message=_("No history yet."))
+
+
+from crmcli.cli import privacy as _privacy  # noqa: E402 - privacy requests live in their own module
+
+app.command("data", help=_privacy.DATA_HELP)(_privacy.data)
+app.command("forget", help=_privacy.FORGET_HELP)(_privacy.forget)

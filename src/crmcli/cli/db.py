@@ -68,11 +68,11 @@ def audit_(
     limit: LimitOpt = None,
     fmt: FormatOpt = None,
 ) -> None:
-    from crmcli.cli.common import parse_day, pick_customer, store_context
+    from crmcli.cli.common import parse_day, store_context
     from crmcli.cli.output import Column, Units, emit
     from crmcli.core import audit
     from crmcli.core.clock import start_of_day_utc
-    from crmcli.core.safety import audit_view, check
+    from crmcli.core.safety import audit_view, check, privacy
     from crmcli.errors import CrmError
 
     with state().store().read() as session:
@@ -89,7 +89,7 @@ def audit_(
             return
         cid = None
         if customer is not None:
-            cid = pick_customer(session, customer, ctx, include_deleted=True).id
+            cid = privacy.find_for_privacy(session, customer, ctx).id  # erased ones by code too
         day = parse_day(since, ctx, "--since")
         start = start_of_day_utc(day, ctx.tz) if day else None
         rows = list(audit_view.entries(session, customer_id=cid, since=start, limit=limit))

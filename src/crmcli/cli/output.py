@@ -109,7 +109,11 @@ def emit(rows: Iterable[dict[str, Any]], columns: list[Column], fmt: str | None,
     """Write rows in the chosen format on stdout; returns how many rows were written."""
     stream = out or sys.stdout
     chosen = choose_format(fmt)
-    units = Units(units.currency, units.tz, units.mask or state().mask)
+    if not units.mask and any(c.kind == "contact" for c in columns):
+        from crmcli.cli.common import masking_now
+
+        # privacy.mask applies to every list with contacts, also those whose command did not look it up
+        units = Units(units.currency, units.tz, masking_now())
     count = 0
 
     def get(row: dict[str, Any], c: Column) -> Any:
