@@ -172,6 +172,8 @@ GROUPS: list[tuple[str, str]] = [
     ("report", "report"),
     ("care", "care"),
     ("churn", "churn"),
+    ("import", "importer"),
+    ("export", "exporter"),
     ("db", "db"),
 ]
 

@@ -1,0 +1,192 @@
+"""`crm export`: customers (CSV or vCard), purchases and interactions, with the filters of the list commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Optional, TextIO
+
+import typer
+
+from crmcli.cli.common import AsOfOpt, LimitOpt, info, masking, parse_day, pick_customer, state, store_context
+from crmcli.i18n import _
+
+app = typer.Typer(help=_("Export customers, purchases and interactions as CSV (customers also as vCard).\n\n"
+                         "Example: crm export customers customers.csv --tag vip --bom"), no_args_is_help=True)
+
+OutArg = Annotated[Optional[str], typer.Argument(help=_("The file to write (default: standard output)."), metavar="FILE")]
+BomOpt = Annotated[bool, typer.Option("--bom", help=_("Start the file with a UTF-8 byte-order mark (for Excel)."))]
+EncodingOpt = Annotated[str, typer.Option("--encoding", help=_("Encoding of the file: utf-8 (default), gbk, gb18030, utf-16 ..."))]
+DelimiterOpt = Annotated[str, typer.Option("--delimiter", help=_("Column separator: ',' (default), ';', tab or '|'."))]
+MaskOpt = Annotated[bool, typer.Option("--mask", help=_("Partly hide phones and e-mails (also on with the global --mask or privacy.mask)."))]
+Tags = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help=_("Only customers with this tag (repeatable: all of them)."))]
+
+
+@contextmanager
+def _output(path: Optional[str], encoding: str, bom: bool) -> Iterator[TextIO]:
+    """stdout, or FILE written through a temporary file that replaces FILE only when the export completed."""
+    from crmcli.core.io.csvread import normalize_encoding
+    from crmcli.errors import InvalidInput
+
+    enc = normalize_encoding(encoding)
+    if bom:
+        if enc not in ("utf-8", "utf-8-sig"):
+            raise InvalidInput(_("--bom is for UTF-8 files."), field="--bom", value=encoding,
+                               hint=_("Leave out --encoding, or --bom."))
+        enc = "utf-8-sig"
+    try:
+        if path is None or path == "-":
+            stream = sys.stdout
+            if enc == "utf-8-sig":
+                stream.write("\ufeff")
+            elif enc != "utf-8" and hasattr(stream, "reconfigure"):
+                stream.reconfigure(encoding=enc)
+            yield stream
+            stream.flush()
+            return
+        tmp = f"{path}.part"
+        try:
+            with open(tmp, "w", encoding=enc, newline="") as out:
+                os.chmod(tmp, 0o600)  # customer data is personal data
+                yield out
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start:e.end] if isinstance(e.object, str) else "?"
+        raise InvalidInput(_("'{char}' cannot be written in {encoding}.").format(char=bad, encoding=enc),
+                           field="--encoding", value=encoding,
+                           hint=_("Export as UTF-8 (the default, --bom for Excel) to keep every character.")) from None
+
+
+def _delimiter(value: str) -> str:
+    from crmcli.core.io.csvread import parse_delimiter
+
+    return parse_delimiter(value)
+
+
+def _done(count: int, what: str, path: Optional[str]) -> None:
+    if path:
+        info(_("Exported {n} {what} to {file}.").format(n=count, what=what, file=path))
+    else:
+        info(_("Exported {n} {what}.").format(n=count, what=what))
+
+
+@app.command("customers", help=_("Export customers with every phone, e-mail, tag, consent and preference, filtered "
+                                 "like `crm customer list`; --vcf writes vCards.\n\n"
+                                 "Example: crm export customers vip.csv --tag vip --city 上海"))
+def customers(
+    file: OutArg = None,
+    tag: Tags = None,
+    city: Annotated[Optional[str], typer.Option(help=_("Only this city."))] = None,
+    source: Annotated[Optional[str], typer.Option(help=_("Only this acquisition source."))] = None,
+    created_since: Annotated[Optional[str], typer.Option("--created-since", help=_("Created on or after this date."))] = None,
+    created_until: Annotated[Optional[str], typer.Option("--created-until", help=_("Created on or before this date."))] = None,
+    birthday_month: Annotated[Optional[int], typer.Option("--birthday-month", min=1, max=12, help=_("Birthday in this month (1-12)."))] = None,
+    due: Annotated[bool, typer.Option("--due", help=_("Only customers whose follow-up is due (today or earlier)."))] = False,
+    deleted: Annotated[bool, typer.Option("--deleted", help=_("Include deleted customers."))] = False,
+    tier: Annotated[Optional[str], typer.Option("--tier", help=_("Only this tier: A, B or C."))] = None,
+    segment: Annotated[Optional[str], typer.Option("--segment", help=_("Only this RFM segment."))] = None,
+    stage: Annotated[Optional[str], typer.Option("--stage", help=_("Only this lifecycle stage."))] = None,
+    level: Annotated[Optional[str], typer.Option("--level", help=_("Only this membership level."))] = None,
+    sort: Annotated[str, typer.Option(help=_("Sort by code, name, created, spend, orders, last-purchase, follow-up or city."))] = "code",
+    desc: Annotated[bool, typer.Option("--desc", help=_("Sort in descending order."))] = False,
+    limit: LimitOpt = None, as_of: AsOfOpt = None,
+    vcf: Annotated[bool, typer.Option("--vcf", help=_("Write vCards instead of CSV."))] = False,
+    vcard_version: Annotated[str, typer.Option("--vcard-version", help=_("vCard version: 4.0 (default) or 3.0."))] = "4.0",
+    bom: BomOpt = False, encoding: EncodingOpt = "utf-8", delimiter: DelimiterOpt = ",", mask: MaskOpt = False,
+) -> None:
+    from crmcli.core import customers as core
+    from crmcli.core.io import exporter, vcard
+    from crmcli.errors import UsageError
+
+    if sort not in core.SORTS:
+        raise UsageError(_("'{value}' is not a sort key.").format(value=sort),
+                         hint=_("Use one of: {choices}.").format(choices=", ".join(core.SORTS)))
+    if vcard_version not in ("3.0", "4.0"):
+        raise UsageError(_("'{value}' is not a vCard version.").format(value=vcard_version), hint=_("Use 3.0 or 4.0."))
+    sep = _delimiter(delimiter)
+    with state().store().read() as session:
+        ctx = store_context(session, as_of)
+        flt = core.ListFilter(tags=tag or [], city=city, source=source,
+                              created_since=parse_day(created_since, ctx, "--created-since"),
+                              created_until=parse_day(created_until, ctx, "--created-until"),
+                              birthday_month=birthday_month, follow_up_due=due, include_deleted=deleted,
+                              sort=sort, descending=desc, limit=limit, tier=tier, segment=segment, stage=stage,
+                              level=level)
+        hide = mask or masking(session)
+        records = exporter.customer_records(session, flt, ctx, mask=hide)
+        with _output(file, encoding, bom) as out:
+            if vcf:
+                count = vcard.write_cards(exporter.vcard_records(records), out, version=vcard_version)
+            else:
+                count = exporter.write_csv(out, exporter.CUSTOMER_COLUMNS, records, sep)
+    if hide:
+        info(_("Phones and e-mails are masked: this file cannot be imported back as it is."))
+    _done(count, _("customers"), file)
+
+
+def _customer_id(session: Any, ref: Optional[str], ctx: Any) -> Optional[int]:
+    return pick_customer(session, ref, ctx, include_deleted=True).id if ref else None
+
+
+@app.command("purchases", help=_("Export purchases and refunds (oldest first), filtered like `crm purchase list`.\n\n"
+                                 "Example: crm export purchases q1.csv --since 2024-01-01 --until 2024-03-31"))
+def purchases(
+    file: OutArg = None,
+    customer: Annotated[Optional[str], typer.Option("--customer", "-c", help=_("Only this customer."))] = None,
+    since: Annotated[Optional[str], typer.Option(help=_("On or after this date."))] = None,
+    until: Annotated[Optional[str], typer.Option(help=_("On or before this date."))] = None,
+    category: Annotated[Optional[str], typer.Option(help=_("Only this category."))] = None,
+    channel: Annotated[Optional[str], typer.Option(help=_("Only this channel."))] = None,
+    product: Annotated[Optional[str], typer.Option(help=_("Product name contains."))] = None,
+    kind: Annotated[Optional[str], typer.Option(help=_("sale or refund."))] = None,
+    limit: LimitOpt = None, as_of: AsOfOpt = None,
+    bom: BomOpt = False, encoding: EncodingOpt = "utf-8", delimiter: DelimiterOpt = ",",
+) -> None:
+    from crmcli.core import purchases as core
+    from crmcli.core.io import exporter
+    from crmcli.errors import InvalidInput
+
+    if kind is not None and kind not in ("sale", "refund"):
+        raise InvalidInput(_("'{value}' is not a kind.").format(value=kind), field="kind", value=kind,
+                           hint=_("Use sale or refund."))
+    sep = _delimiter(delimiter)
+    with state().store().read() as session:
+        ctx = store_context(session, as_of)
+        rows = core.list_purchases(session, ctx, customer_id=_customer_id(session, customer, ctx),
+                                   since=parse_day(since, ctx, "--since"), until=parse_day(until, ctx, "--until"),
+                                   category=category, channel=channel, product=product, kind=kind, limit=limit,
+                                   descending=False)
+        with _output(file, encoding, bom) as out:
+            count = exporter.write_csv(out, exporter.PURCHASE_COLUMNS, exporter.purchase_records(rows, session, ctx), sep)
+    _done(count, _("purchases"), file)
+
+
+@app.command("interactions", help=_("Export interactions (oldest first): calls, visits, messages.\n\n"
+                                    "Example: crm export interactions --customer C000001 --since 90d"))
+def interactions(
+    file: OutArg = None,
+    customer: Annotated[Optional[str], typer.Option("--customer", "-c", help=_("Only this customer."))] = None,
+    since: Annotated[Optional[str], typer.Option(help=_("On or after this date."))] = None,
+    until: Annotated[Optional[str], typer.Option(help=_("On or before this date."))] = None,
+    channel: Annotated[Optional[str], typer.Option(help=_("Only this channel: phone, email, sms, wechat, visit, social, other."))] = None,
+    limit: LimitOpt = None, as_of: AsOfOpt = None,
+    bom: BomOpt = False, encoding: EncodingOpt = "utf-8", delimiter: DelimiterOpt = ",",
+) -> None:
+    from crmcli.core.customers import parse_channel
+    from crmcli.core.io import exporter
+
+    sep = _delimiter(delimiter)
+    with state().store().read() as session:
+        ctx = store_context(session, as_of)
+        records = exporter.interaction_records(
+            session, ctx, customer_id=_customer_id(session, customer, ctx), since=parse_day(since, ctx, "--since"),
+            until=parse_day(until, ctx, "--until"), channel=parse_channel(channel) if channel else None, limit=limit)
+        with _output(file, encoding, bom) as out:
+            count = exporter.write_csv(out, exporter.INTERACTION_COLUMNS, records, sep)
+    _done(count, _("interactions"), file)
+

@@ -1,0 +1,321 @@
+"""Importing customers: validation with the same parsers as `crm customer add`, matching (--match code,email,
+phone), duplicates within the file and against the store, bulk inserts for new customers and audited edits
+(core.customers.edit_customer, one savepoint per row) for updates."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlmodel import Session
+
+from crmcli.core import audit, settings
+from crmcli.core.clock import utcnow
+from crmcli.core.command import current_command
+from crmcli.core.context import StoreContext
+from crmcli.core.customers import (C, CP, TAG, CustomerEdit, CustomerInput, _scalar_fields, _validated_contacts,
+                                   edit_customer, get, parse_consent, parse_pref, parse_tag, tag_customer,
+                                   unique_ignoring_case)
+from crmcli.core.dates import _DMY, parse_date
+from crmcli.core.io import lookups
+from crmcli.core.io.importer import Options, Outcome, Row, RowError, next_id
+from crmcli.core.io.mapping import Plan
+from crmcli.errors import CrmError
+from crmcli.i18n import _
+from crmcli.store.models import Consent, Preference
+
+CONSENT = Consent.__table__
+PREF = Preference.__table__
+_LIST_SPLIT = re.compile(r"\s*[;,，；、\n]\s*")
+_PHONE_SPLIT = re.compile(r"\s*[;,，；/\n]\s*")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+@dataclass
+class Prepared:
+    data: CustomerInput
+    values: dict[str, Any]
+    phones: list[str]
+    emails: list[str]
+    socials: list[tuple[str, str]]
+    tags: list[str]
+    prefs: dict[str, str]
+    code_given: bool = False
+    consent: dict[str, bool] = field(default_factory=dict)
+
+
+def full_name(first: str | None, last: str | None) -> str | None:
+    """'Ann' + 'Lee' → 'Ann Lee'; '芳' + '王' → '王芳' (Chinese names: family name first, no space)."""
+    parts = [p for p in (first, last) if p]
+    if not parts:
+        return None
+    if first and last and (_CJK.search(first) or _CJK.search(last)):
+        return last + first
+    return " ".join(parts)
+
+
+def date_value(raw: str | None, field_name: str, ctx: StoreContext, date_format: str | None, *,
+               future: bool = False) -> str | None:
+    """A date column as ISO text for CustomerInput. With --date-format the file's form is tried first, then the
+    unambiguous forms (ISO, 2024年3月1日 ...), so a column that mixes them still reads; without it, a
+    day/month order that could be read both ways is refused with the hint to pass --date-format."""
+    if raw is None:
+        return None
+    try:
+        return parse_date(raw, today=ctx.today, field=field_name, date_format=date_format, future=future).isoformat()
+    except CrmError as e:
+        if date_format is not None:
+            try:
+                return parse_date(raw, today=ctx.today, field=field_name, future=future).isoformat()
+            except CrmError as plain:
+                if not _DMY.match(raw.strip()):
+                    e = plain  # '2024-02-30': 'no such day' says more than 'does not match %d/%m/%Y'
+        error = RowError.of(e, field_name, raw)
+        if date_format is None and _DMY.match(raw.strip()):
+            error.reason += " " + _("Or give the file's order with --date-format, e.g. --date-format %d/%m/%Y.")
+        raise error from None
+
+
+class CustomerHandler:
+    def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
+        self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
+        self.prefix = settings.get(session, "customer.code_prefix")
+        self.next_id = next_id(session, C)
+        self.command = current_command.get()
+
+    def column_of(self, field_name: str | None) -> str | None:
+        if field_name is None or self.plan is None:
+            return field_name
+        names = {"phone": "phone", "email": "email", "tag": "tags", "preference": "preferences",
+                 "consent": "consent_email", "preferred channel": "preferred_channel", "follow-up": "next_follow_up",
+                 "referred-by": "referred_by"}
+        return self.plan.column_of(names.get(field_name, field_name)) or field_name
+
+    # ----------------------------------------------------------------------------------- validation
+    def prepare(self, row: Row) -> Prepared:
+        f = row.fields
+        name = f.get("name") or full_name(f.get("first_name"), f.get("last_name"))
+        socials = [s for v in f.get("social", []) for s in _LIST_SPLIT.split(v) if s]
+        if f.get("wechat"):
+            socials.append(f"wechat:{f['wechat']}")
+        consent: dict[str, bool] = {}
+        for channel in ("email", "sms", "phone", "wechat"):
+            raw = f.get(f"consent_{channel}")
+            if raw is not None:
+                try:
+                    consent.update([parse_consent(f"{channel}={raw}")])
+                except CrmError as e:
+                    raise RowError.of(e, f"consent_{channel}", raw) from None
+        prefs = dict(row.prefs)
+        if f.get("preferences"):
+            prefs.update(_preferences(f["preferences"]))
+        data = CustomerInput(
+            name=name, code=f.get("code"), gender=f.get("gender"),
+            birthday=date_value(f.get("birthday"), "birthday", self.ctx, self.options.date_format),
+            occupation=f.get("occupation"), company=f.get("company"),
+            address=", ".join(f["address"]) if f.get("address") else None, city=f.get("city"),
+            source=f.get("source"), referred_by=f.get("referred_by"), preferred_channel=f.get("preferred_channel"),
+            preferences_text=f.get("preferences_text"), notes=f.get("notes"),
+            next_follow_up=date_value(f.get("next_follow_up"), "next_follow_up", self.ctx, self.options.date_format,
+                                      future=True),
+            phones=[p for v in f.get("phone", []) for p in _PHONE_SPLIT.split(v) if p],
+            emails=[e for v in f.get("email", []) for e in _LIST_SPLIT.split(v) if e],
+            socials=socials, consent=consent, preferences=prefs,
+            tags=[t for v in f.get("tags", []) for t in _LIST_SPLIT.split(v) if t])
+        if data.name is None and self.options.mode != "update":
+            raise RowError("name", None, _("A customer needs a name.") + " " +
+                           _("Add a name column (or first/last name columns), or map one with --map."))
+        try:
+            values = _scalar_fields(data, self.ctx, self.session, editing=False)
+            phones, emails, socials_ok = _validated_contacts(data, self.ctx)
+            tags = unique_ignoring_case([parse_tag(t) for t in data.tags])
+            parsed_prefs = dict(parse_pref(f"{k}={v}") for k, v in data.preferences.items())
+        except CrmError as e:
+            raise RowError.of(e) from None
+        return Prepared(data, values, phones, emails, socials_ok, tags, parsed_prefs,
+                        code_given="code" in values, consent=consent)
+
+    # ------------------------------------------------------------------------------------ the store
+    def apply(self, batch: list[tuple[Row, Prepared]]) -> list[str | RowError]:
+        self._load([p for _r, p in batch])
+        seen: dict[tuple[str, str], int] = {}  # (kind, value) → line of an earlier row of this batch
+        outcomes: list[str | RowError] = []
+        creates: list[tuple[Row, Prepared]] = []
+        for row, p in batch:
+            keys = self._keys(p)
+            if self.options.mode != "create" and any(k in seen for k in keys) and creates:
+                # The same customer twice in one batch: write the pending new ones first, so that this row
+                # updates it exactly as it would if the two rows were in different batches.
+                self._create(creates)
+                creates.clear()
+                seen.clear()
+                self._load([p])
+            try:
+                outcome = self._decide(row, p, keys, seen)
+            except RowError as e:
+                outcomes.append(e)
+                continue
+            for key in keys:
+                seen[key] = row.line
+            if outcome == "create":
+                creates.append((row, p))
+                outcomes.append(Outcome.CREATED)
+            else:
+                outcomes.append(outcome)
+        self._create(creates)
+        return outcomes
+
+    def _load(self, prepared: list[Prepared]) -> None:
+        self.codes = lookups.by_code(self.session, [p.values["code"] for p in prepared if "code" in p.values],
+                                     live_only=False)
+        self.live_codes = lookups.by_code(self.session, list(self.codes))
+        self.phones = lookups.by_contact(self.session, "phone", [x for p in prepared for x in p.phones])
+        self.emails = lookups.by_contact(self.session, "email", [x.lower() for p in prepared for x in p.emails])
+
+    @staticmethod
+    def _keys(p: Prepared) -> list[tuple[str, str]]:
+        keys = [("code", p.values["code"])] if "code" in p.values else []
+        return keys + [("phone", v) for v in p.phones] + [("email", v.lower()) for v in p.emails]
+
+    def _decide(self, row: Row, p: Prepared, keys: list[tuple[str, str]], seen: dict[tuple[str, str], int]) -> Any:
+        codes, live_codes, phones, emails = self.codes, self.live_codes, self.phones, self.emails
+        for key in keys if self.options.mode == "create" else ():
+            if key in seen:
+                raise RowError(key[0], key[1], _("Line {line} of this file already has the {kind} {value}.").format(
+                    line=seen[key], kind=_(key[0]), value=key[1]))
+        matched: int | None = None
+        matched_by = None
+        for key in self.options.match:
+            found: set[int] = set()
+            if key == "code" and "code" in p.values and p.values["code"] in live_codes:
+                found = {live_codes[p.values["code"]]}
+            elif key == "phone":
+                found = set().union(*(phones.get(v, set()) for v in p.phones)) if p.phones else set()
+            elif key == "email":
+                found = set().union(*(emails.get(v.lower(), set()) for v in p.emails)) if p.emails else set()
+            if len(found) > 1:
+                raise RowError(key, None, _("The row's {key} matches {n} customers ({codes}).").format(
+                    key=_(key), n=len(found), codes=", ".join(self._codes(found))) + " " +
+                    _("Add a code column to say which one."))
+            if found:
+                matched, matched_by = next(iter(found)), key
+                break
+        mode = self.options.mode
+        if matched is not None:
+            if mode == "create":
+                raise RowError(matched_by, None, _("This customer already exists as {code} (same {key}).").format(
+                    code=self._codes({matched})[0], key=_(str(matched_by))) + " " +
+                    _("Use --mode upsert to update existing customers, or --mode create only for new ones."))
+            return self._update(matched, p)
+        if mode == "update":
+            return Outcome.SKIPPED
+        if "code" in p.values and p.values["code"] in codes:
+            raise RowError("code", p.values["code"], _("The code {code} is already taken.").format(code=p.values["code"]))
+        if not self.options.allow_duplicate:
+            for kind, values, owners in (("phone", p.phones, phones), ("email", [e.lower() for e in p.emails], emails)):
+                for v in values:
+                    if owners.get(v):
+                        raise RowError(kind, v, _("The {kind} {value} already belongs to {customer}.").format(
+                            kind=_(kind), value=v, customer=", ".join(self._codes(owners[v]))) + " " +
+                            _("Use --mode upsert to update that customer, or --allow-duplicate to keep both."))
+        return "create"
+
+    def _codes(self, ids: set[int]) -> list[str]:
+        return [r[0] for r in self.session.execute(select(C.c.code).where(C.c.id.in_(sorted(ids))).order_by(C.c.code))]
+
+    def _update(self, customer_id: int, p: Prepared) -> str:
+        fields = CustomerInput(**{k: v for k, v in vars(p.data).items()
+                                  if k not in ("phones", "emails", "socials", "tags", "code")})
+        change = CustomerEdit(fields=fields, add_phones=p.data.phones, add_emails=p.data.emails,
+                              add_socials=p.data.socials)
+        try:
+            with self.session.begin_nested():  # a rejected update leaves nothing half-done
+                customer = get(self.session, customer_id)
+                changed = edit_customer(self.session, customer, change, self.ctx,
+                                        allow_duplicate=self.options.allow_duplicate)
+                tagged = False
+                if p.tags:
+                    existing = {t.lower() for t in self._tags(customer_id)}
+                    tagged = any(t.lower() not in existing for t in p.tags)
+                    if tagged:
+                        tag_customer(self.session, customer, p.tags, [])
+        except CrmError as e:
+            raise RowError.of(e) from None
+        return Outcome.UPDATED if changed or tagged else Outcome.UNCHANGED
+
+    def _tags(self, customer_id: int) -> list[str]:
+        return [r[0] for r in self.session.execute(select(TAG.c.tag).where(TAG.c.customer_id == customer_id))]
+
+    def _create(self, creates: list[tuple[Row, Prepared]]) -> None:
+        if not creates:
+            return
+        self._assign_codes([p for _r, p in creates])
+        now = utcnow()
+        customers, contacts, tags, consents, prefs, entries = [], [], [], [], [], []
+        for _row, p in creates:
+            cid = self.next_id
+            self.next_id += 1
+            values = {"name": None, "gender": None, "birthday": None, "occupation": None, "company": None,
+                      "address": None, "city": None, "source": None, "referred_by_id": None, "preferred_channel": None,
+                      "preferences_text": None, "notes": None, "next_follow_up": None, **p.values}
+            customers.append({**values, "id": cid, "created_at": now, "updated_at": now, "deleted_at": None,
+                              "erased_at": None, "import_id": self.run_id})
+            rows = ([("phone", v, None) for v in p.phones] + [("email", v, None) for v in p.emails]
+                    + [("social", h, n) for n, h in p.socials])
+            contacts += [{"customer_id": cid, "kind": k, "value": v, "label": label, "position": i}
+                         for i, (k, v, label) in enumerate(rows)]
+            tags += [{"customer_id": cid, "tag": t} for t in p.tags]
+            consents += [{"customer_id": cid, "channel": ch, "granted": g, "changed_at": now, "source": self.command}
+                         for ch, g in p.consent.items()]
+            prefs += [{"customer_id": cid, "key": k, "value": v} for k, v in p.prefs.items()]
+            after = {k: v for k, v in values.items() if v is not None}
+            after.update(deleted_at=None, erased_at=None,
+                         contacts=[f"{k}:{(label + ':') if label else ''}{v}" for k, v, label in rows],
+                         tags=sorted(p.tags), preferences=p.prefs, consent=p.consent, import_id=self.run_id)
+            entries.append({"entity": "customer", "entity_id": cid, "customer_id": cid, "action": "add", "after": after})
+        s = self.session
+        s.execute(insert(C), customers)
+        for table, rows_ in ((CP, contacts), (TAG, tags), (CONSENT, consents), (PREF, prefs)):
+            if rows_:
+                s.execute(insert(table), rows_)
+        audit.record_many(s, entries)
+
+    def _assign_codes(self, prepared: list[Prepared]) -> None:
+        """Generated codes (prefix + the id-based number, like `crm customer add`), skipping taken ones."""
+        wanting = [p for p in prepared if "code" not in p.values]
+        n = self.next_id
+        while wanting:
+            candidates = [f"{self.prefix}{n + i:06d}" for i in range(len(wanting))]
+            taken = set(lookups.by_code(self.session, candidates, live_only=False))
+            given = {p.values["code"] for p in prepared if p.code_given}
+            for code in candidates:
+                n += 1
+                if code in taken or code in given:
+                    continue
+                wanting.pop(0).values["code"] = code
+                if not wanting:
+                    break
+
+
+def _preferences(text: str) -> dict[str, str]:
+    """A preferences cell: a JSON object (crmcli's export) or 'key=value; key=value'."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            raise RowError("preferences", text, _("The preferences are not a valid JSON object.")) from None
+        if not isinstance(data, dict):
+            raise RowError("preferences", text, _("The preferences are not a valid JSON object."))
+        return {str(k): "" if v is None else str(v) for k, v in data.items()}
+    out: dict[str, str] = {}
+    for item in (x for x in re.split(r"\s*;\s*", stripped) if x):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RowError("preferences", text, _("'{value}' is not a preference.").format(value=item) + " " +
+                           _("Write KEY=VALUE, e.g. size=M or drink=oat latte."))
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,234 @@
+"""Importing purchases (sales and refunds): the rules of `crm purchase add` / `refund` for each row, the order
+ref as the key that makes a re-run a no-op, bulk inserts, and the purchase hooks (points earning ...) run once
+per batch with all the new ids, as core.purchases does for one purchase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlmodel import Session
+
+from crmcli.core import audit
+from crmcli.core.clock import local_to_utc, utc_to_local, utcnow
+from crmcli.core.context import StoreContext
+from crmcli.core.customers import clean_text
+from crmcli.core.dates import _DMY, parse_datetime
+from crmcli.core.io import lookups
+from crmcli.core.io.importer import Options, Outcome, Row, RowError, next_id
+from crmcli.core.io.mapping import Plan
+from crmcli.core.money import format_money, money_str, parse_amount
+from crmcli.core.purchases import P, _when, run_purchase_hooks
+from crmcli.errors import CrmError
+from crmcli.i18n import _
+
+KINDS = {"sale": "sale", "refund": "refund", "销售": "sale", "退款": "refund", "return": "refund"}
+
+
+@dataclass
+class Prepared:
+    key: lookups.CustomerKey
+    kind: str
+    amount: int
+    at: datetime
+    on: date
+    product: str | None
+    category: str | None
+    quantity: int
+    channel: str | None
+    ref: str | None
+    note: str | None
+    refund_of_ref: str | None = None
+    refund_of_file_id: str | None = None
+    file_id: str | None = None
+
+
+def when(raw: str | None, field_name: str, ctx: StoreContext, date_format: str | None) -> tuple[datetime, date]:
+    """A required time column → (UTC time, business date), through the same parsers as `--at`; with
+    --date-format the file's form first, then the unambiguous ones (as for customers' dates)."""
+    if raw is None:
+        raise RowError(field_name, None, _("The {field} is missing.").format(field=field_name) + " " +
+                       _("Every imported row needs its date (a missing one would be recorded as today)."))
+    try:
+        if date_format is not None:
+            try:
+                at = local_to_utc(parse_datetime(raw, today=ctx.today, field=field_name, date_format=date_format),
+                                  ctx.tz)
+                on = utc_to_local(at, ctx.tz).date()
+                if on > ctx.today:
+                    raise RowError(field_name, raw, _("{field} {value} is in the future.").format(
+                        field=field_name, value=raw))
+                return at, on
+            except CrmError as e:
+                try:
+                    return _when(raw, ctx, field_name)
+                except CrmError as plain:
+                    raise (e if _DMY.match(raw.strip().split(" ")[0]) else plain) from None
+        return _when(raw, ctx, field_name)
+    except CrmError as e:
+        error = RowError.of(e, field_name, raw)
+        if date_format is None and _DMY.match(raw.strip().split(" ")[0]):
+            error.reason += " " + _("Or give the file's order with --date-format, e.g. --date-format %d/%m/%Y.")
+        raise error from None
+
+
+def text(fields: dict[str, Any], name: str, max_len: int) -> str | None:
+    raw = fields.get(name)
+    if raw is None:
+        return None
+    try:
+        return clean_text(raw, name, max_len=max_len) or None
+    except CrmError as e:
+        raise RowError.of(e, name, raw) from None
+
+
+class PurchaseHandler:
+    def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
+        self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
+        self.next_id = next_id(session, P)
+        self.file_ids: dict[str, int] = {}  # the file's own id column → purchase id (links refunds in the file)
+        self.keep_file_ids = plan is not None and "id" in plan.fields and "refund_of" in plan.fields
+
+    def column_of(self, field_name: str | None) -> str | None:
+        if field_name is None or self.plan is None:
+            return field_name
+        return self.plan.column_of(field_name) or field_name
+
+    def prepare(self, row: Row) -> Prepared:
+        f = row.fields
+        key = lookups.customer_key(f, self.ctx.region)
+        kind_raw = f.get("kind", "sale")
+        kind = KINDS.get(kind_raw.strip().lower())
+        if kind is None:
+            raise RowError("kind", kind_raw, _("'{value}' is not a kind.").format(value=kind_raw) + " " +
+                           _("Use sale or refund."))
+        raw_amount = f.get("amount")
+        if raw_amount is None:
+            raise RowError("amount", None, _("The amount is missing."))
+        shown = raw_amount.strip()
+        if kind == "refund" and shown.startswith("-"):
+            shown = shown[1:]  # crmcli's own export writes refunds as negative amounts
+        try:
+            # A free sale is allowed (as in `purchase add`); a refund of nothing is not.
+            amount = parse_amount(shown, self.ctx.currency, field="amount", allow_zero=kind == "sale")
+        except CrmError as e:
+            raise RowError.of(e, "amount", raw_amount) from None
+        at, on = when(f.get("purchased_at"), "purchased_at", self.ctx, self.options.date_format)
+        raw_qty = f.get("quantity")
+        quantity = 1
+        if raw_qty is not None:
+            if not raw_qty.strip().isdigit() or not 1 <= int(raw_qty) <= 1_000_000:
+                raise RowError("quantity", raw_qty, _("Quantity {value} is out of range (1 to 1000000).").format(
+                    value=raw_qty))
+            quantity = int(raw_qty)
+        prepared = Prepared(key=key, kind=kind, amount=amount, at=at, on=on, product=text(f, "product", 200),
+                            category=text(f, "category", 100), quantity=quantity, channel=text(f, "channel", 50),
+                            ref=text(f, "ref", 100), note=text(f, "note", 2000),
+                            refund_of_ref=text(f, "refund_of_ref", 100), refund_of_file_id=f.get("refund_of"),
+                            file_id=f.get("id"))
+        if kind == "refund" and not (prepared.refund_of_ref or (prepared.refund_of_file_id and self.keep_file_ids)):
+            raise RowError("refund_of_ref", None, _("A refund row must name its sale.") + " " +
+                           _("Give the sale's order ref in a refund_of_ref column."))
+        return prepared
+
+    # ------------------------------------------------------------------------------------ the store
+    def apply(self, batch: list[tuple[Row, Prepared]]) -> list[str | RowError]:
+        resolver = lookups.Resolver(self.session)
+        resolver.load([p.key for _r, p in batch])
+        refs = [p.ref for _r, p in batch if p.ref] + [p.refund_of_ref for _r, p in batch if p.refund_of_ref]
+        existing = self._by_ref(refs)
+        outcomes: list[str | RowError] = []
+        rows: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        refunded: dict[int, int] = {}  # sale id → refunded so far (including this batch)
+        now = utcnow()
+        for row, p in batch:
+            try:
+                customer_id = resolver.resolve(p.key)
+                if p.ref and p.ref in existing:
+                    outcomes.append(self._same_order(existing[p.ref], customer_id, p))
+                    continue
+                refund_of = self._sale_of(p, customer_id, existing, refunded) if p.kind == "refund" else None
+            except RowError as e:
+                outcomes.append(e)
+                continue
+            pid = self.next_id
+            self.next_id += 1
+            values = {"id": pid, "customer_id": customer_id, "kind": p.kind, "refund_of_id": refund_of,
+                      "amount_minor": p.amount, "purchased_at": p.at, "purchased_on": p.on, "product": p.product,
+                      "category": p.category, "quantity": p.quantity, "channel": p.channel, "ref": p.ref,
+                      "note": p.note, "created_at": now, "import_id": self.run_id}
+            rows.append(values)
+            if p.ref:
+                existing[p.ref] = values
+            if self.keep_file_ids and p.file_id:
+                self.file_ids[p.file_id] = pid
+            entries.append({"entity": "purchase", "entity_id": pid, "customer_id": customer_id,
+                            "action": "add" if p.kind == "sale" else "refund",
+                            "after": {k: values[k] for k in ("kind", "amount_minor", "purchased_at", "product",
+                                                              "category", "quantity", "channel", "ref",
+                                                              "refund_of_id")}})
+            outcomes.append(Outcome.CREATED)
+        if rows:
+            self.session.execute(insert(P), rows)
+            audit.record_many(self.session, entries)
+            run_purchase_hooks(self.session, [r["id"] for r in rows], self.ctx)
+        return outcomes
+
+    def _by_ref(self, refs: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(refs))
+        for i in range(0, len(unique), 900):
+            for r in self.session.execute(select(P).where(P.c.ref.in_(unique[i:i + 900]))).mappings():
+                out[r["ref"]] = dict(r)
+        return out
+
+    def _same_order(self, existing: dict[str, Any], customer_id: int, p: Prepared) -> str:
+        """The rule of `crm purchase add --ref`: the same order again is a no-op, another order is refused."""
+        given = {"product": p.product, "category": p.category, "channel": p.channel}
+        same = (existing["customer_id"] == customer_id and existing["amount_minor"] == p.amount
+                and existing["kind"] == p.kind and existing["purchased_on"] == p.on
+                and all(existing[k] == v for k, v in given.items() if v is not None))
+        if same:
+            return Outcome.UNCHANGED
+        raise RowError("ref", p.ref, _("Order ref {ref} is already recorded (purchase #{id} on {date}, {amount}).").format(
+            ref=p.ref, id=existing["id"], date=existing["purchased_on"],
+            amount=format_money(existing["amount_minor"], self.ctx.currency)) + " " +
+            _("Each ref is one order; correct the row or remove its ref."))
+
+    def _sale_of(self, p: Prepared, customer_id: int, existing: dict[str, dict[str, Any]],
+                 refunded: dict[int, int]) -> int:
+        """The sale a refund row refers to, checked like `crm purchase refund` (same customer, not more than
+        is left, not before the sale)."""
+        sale: dict[str, Any] | None = None
+        if p.refund_of_ref:
+            sale = existing.get(p.refund_of_ref)
+            field_name, raw = "refund_of_ref", p.refund_of_ref
+        else:
+            pid = self.file_ids.get(p.refund_of_file_id or "")
+            field_name, raw = "refund_of", p.refund_of_file_id
+            if pid is not None:
+                found = self.session.execute(select(P).where(P.c.id == pid)).mappings().first()
+                sale = dict(found) if found else None
+        if sale is None or sale["kind"] != "sale":
+            raise RowError(field_name, raw, _("No sale {ref} to refund.").format(ref=raw) + " " +
+                           _("Import the sale first (an earlier row or an earlier import)."))
+        if sale["customer_id"] != customer_id:
+            raise RowError(field_name, raw, _("Sale {ref} belongs to another customer.").format(ref=raw))
+        sid = int(sale["id"])
+        if sid not in refunded:
+            refunded[sid] = int(self.session.execute(select(func.coalesce(func.sum(P.c.amount_minor), 0)).where(
+                P.c.refund_of_id == sid, P.c.kind == "refund")).scalar() or 0)
+        left = int(sale["amount_minor"]) - refunded[sid]
+        if p.amount > left:
+            raise RowError("amount", money_str(p.amount, self.ctx.currency), _(
+                "Refund {amount} is more than the {remaining} left to refund on sale {ref}.").format(
+                amount=format_money(p.amount, self.ctx.currency), remaining=format_money(left, self.ctx.currency),
+                ref=raw))
+        if p.on < sale["purchased_on"]:
+            raise RowError("purchased_at", str(p.on), _("The refund date {date} is before the sale ({purchased}).").format(
+                date=p.on, purchased=sale["purchased_on"]))
+        refunded[sid] += p.amount
+        return sid

@@ -1,0 +1,230 @@
+"""The import driver shared by customers, purchases and interactions.
+
+A file is read as a stream, cut into batches; each batch is validated row by row (pure checks, reusing the
+parsers of core/contacts, dates, money and customers) and then checked against the store with a few IN
+queries before its rows are written with executemany. Everything happens in ONE write transaction, which
+also holds the import's ``import_run`` row:
+
+* default (all-or-nothing): any rejected row → the transaction is rolled back, nothing is written, exit 5;
+* ``--partial``: the good rows are committed, rejected rows are reported, exit 5 if any;
+* ``--dry-run``: everything is validated and written inside the transaction, then rolled back.
+
+Because the batches go into the same open transaction, later rows see earlier ones (a duplicate phone two
+thousand lines further down is caught), and an interrupted import (Ctrl-C, a crash, a full disk) leaves the
+store as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import func, insert, select, update
+from sqlmodel import Session
+
+from crmcli.core import audit
+from crmcli.core.clock import utcnow
+from crmcli.core.context import StoreContext
+from crmcli.errors import CrmError
+from crmcli.i18n import _
+from crmcli.store.models_imports import ImportRun
+
+RUN = ImportRun.__table__
+KINDS = ("customers", "purchases", "interactions")
+MODES = ("create", "upsert", "update")
+MATCH_KEYS = ("code", "email", "phone")
+KEEP_REJECTS_IN_MEMORY = 1000
+REASON_COLUMN = "import_error"
+
+
+@dataclass
+class Options:
+    kind: str
+    source: str = "-"
+    mode: str = "create"
+    match: tuple[str, ...] = MATCH_KEYS
+    partial: bool = False
+    dry_run: bool = False
+    date_format: str | None = None
+    allow_duplicate: bool = False
+    batch_size: int = 2000
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded with the run (preset, map, ...)
+
+
+@dataclass
+class Row:
+    line: int
+    fields: dict[str, Any]
+    prefs: dict[str, str]
+    raw: list[str]  # the original cells (or a vCard's text as one cell), for --rejects
+
+
+@dataclass
+class Reject:
+    line: int
+    column: str | None
+    value: str | None
+    reason: str
+    raw: list[str]
+
+
+class RowError(Exception):
+    """A row cannot be imported: the field (mapped back to its column), the raw value and why."""
+
+    def __init__(self, field_name: str | None, value: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field_name
+        self.value = None if value is None else str(value)
+        self.reason = reason
+
+    @classmethod
+    def of(cls, error: CrmError, field_name: str | None = None, value: Any = None) -> "RowError":
+        reason = error.message + (" " + error.hint if error.hint else "")
+        return cls(getattr(error, "field", None) or field_name, getattr(error, "value", None) if value is None
+                   else value, reason)
+
+
+@dataclass
+class Result:
+    kind: str
+    source: str
+    mode: str
+    run_id: int | None = None
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    committed: bool = False
+    dry_run: bool = False
+    unknown_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)  # the first KEEP_REJECTS_IN_MEMORY
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"read": self.read, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "rejected": self.rejected, "skipped": self.skipped}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"import_id": self.run_id if self.committed else None, "kind": self.kind, "source": self.source,
+                "mode": self.mode, **self.counts(), "committed": self.committed, "dry_run": self.dry_run,
+                "unknown_columns": self.unknown_columns, "ignored_columns": self.ignored_columns,
+                "rejects": [{"line": r.line, "column": r.column, "value": r.value, "reason": r.reason}
+                            for r in self.rejects]}
+
+
+class Outcome:
+    CREATED, UPDATED, UNCHANGED, SKIPPED = "created", "updated", "unchanged", "skipped"
+
+
+class Handler(Protocol):
+    """One record kind. ``prepare`` is pure validation of one row; ``apply`` checks a batch of prepared rows
+    against the store and writes them, returning one outcome (or a RowError) per row, in order."""
+
+    def prepare(self, row: Row) -> Any: ...
+
+    def apply(self, batch: list[tuple[Row, Any]]) -> list[str | RowError]: ...
+
+    def column_of(self, field_name: str | None) -> str | None: ...
+
+
+class _Abort(Exception):
+    """Raised inside the write transaction to roll it back (all-or-nothing, dry run)."""
+
+
+def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterator[Row],
+        make_handler: Callable[[Session, StoreContext, int], Handler], options: Options, *,
+        on_reject: Callable[[Reject], None] | None = None, progress: Callable[[int], None] | None = None,
+        result: Result | None = None) -> Result:
+    """Import ``rows`` in one write transaction; returns the counts (committed or not)."""
+    result = result or Result(kind=options.kind, source=options.source, mode=options.mode)
+    result.dry_run = options.dry_run
+    try:
+        with store.write() as session:
+            ctx = ctx_loader(session)
+            started = utcnow()
+            run_id = session.execute(insert(RUN).values(
+                kind=options.kind, source=options.source, mode=options.mode,
+                options=json.dumps(_options_json(options), ensure_ascii=False, sort_keys=True), started_at=started,
+                finished_at=started, rows_read=0, created=0, updated=0, unchanged=0, rejected=0, skipped=0,
+                status="running", actor=audit.actor())).inserted_primary_key[0]
+            result.run_id = int(run_id)
+            handler = make_handler(session, ctx, result.run_id)
+            batch: list[tuple[Row, Any]] = []
+
+            def reject(row: Row, error: RowError) -> None:
+                result.rejected += 1
+                item = Reject(row.line, handler.column_of(error.field) or error.field, error.value, error.reason, row.raw)
+                if len(result.rejects) < KEEP_REJECTS_IN_MEMORY:
+                    result.rejects.append(item)
+                if on_reject is not None:
+                    on_reject(item)
+
+            def flush() -> None:
+                if not batch:
+                    return
+                outcomes = handler.apply(batch)
+                for (row, _prepared), outcome in zip(batch, outcomes):
+                    if isinstance(outcome, RowError):
+                        reject(row, outcome)
+                    else:
+                        setattr(result, outcome, getattr(result, outcome) + 1)
+                batch.clear()
+                if progress is not None:
+                    progress(result.read)
+
+            for row in rows:
+                result.read += 1
+                unreadable = row.fields.get("__error__")
+                if isinstance(unreadable, RowError):  # a vCard vobject could not read
+                    reject(row, unreadable)
+                    continue
+                try:
+                    batch.append((row, handler.prepare(row)))
+                except RowError as e:
+                    reject(row, e)
+                except CrmError as e:
+                    reject(row, RowError.of(e))
+                if len(batch) >= options.batch_size:
+                    flush()
+            flush()
+            assert result.read == result.created + result.updated + result.unchanged + result.rejected + result.skipped
+            status = "partial" if result.rejected else "done"
+            if options.dry_run or (result.rejected and not options.partial):
+                raise _Abort
+            audit.record(session, entity="import", entity_id=result.run_id, action="import",
+                         after={"kind": options.kind, "source": options.source, "mode": options.mode,
+                                **result.counts()})
+            last_audit = session.execute(select(func.max(audit.AuditEntry.__table__.c.id))).scalar()
+            session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
+                finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
+                unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped, status=status,
+                last_audit_id=last_audit))
+        result.committed = True
+    except _Abort:
+        result.committed = False
+    return result
+
+
+def _options_json(options: Options) -> dict[str, Any]:
+    return {"match": list(options.match), "partial": options.partial, "date_format": options.date_format,
+            "allow_duplicate": options.allow_duplicate, **options.extra}
+
+
+def history(session: Session, *, limit: int | None = None) -> list[dict[str, Any]]:
+    stmt = select(RUN).order_by(RUN.c.id.desc())
+    if limit:
+        stmt = stmt.limit(limit)
+    return [{"id": r.id, "kind": r.kind, "source": r.source, "mode": r.mode, "started_at": r.started_at,
+             "finished_at": r.finished_at, "read": r.rows_read, "created": r.created, "updated": r.updated,
+             "unchanged": r.unchanged, "rejected": r.rejected, "skipped": r.skipped, "status": r.status,
+             "undone_at": r.undone_at, "actor": r.actor} for r in session.execute(stmt)]
+
+
+def next_id(session: Session, table: Any) -> int:
+    """The first free primary key (we hold the write lock, so ids can be assigned before executemany)."""
+    return int(session.execute(select(func.max(table.c.id))).scalar() or 0) + 1

@@ -1,0 +1,137 @@
+"""Batch lookups of live customers by code, phone (E.164) and e-mail (ignoring case): a few IN queries per
+batch of rows instead of one query per row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlmodel import Session
+
+from crmcli.core.contacts import normalize_email, normalize_phone
+from crmcli.core.customers import C, CP, chunked, parse_code
+from crmcli.core.io.importer import RowError
+from crmcli.errors import CrmError
+from crmcli.i18n import _
+
+LIVE = and_(C.c.deleted_at.is_(None), C.c.erased_at.is_(None))
+
+
+def _chunks(values: Iterable[str], size: int = 900) -> list[list[str]]:
+    items = list(dict.fromkeys(values))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def by_code(session: Session, codes: Iterable[str], *, live_only: bool = True) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in _chunks(codes):
+        stmt = select(C.c.code, C.c.id).where(C.c.code.in_(part))
+        if live_only:
+            stmt = stmt.where(LIVE)
+        out.update({code: cid for code, cid in session.execute(stmt)})
+    return out
+
+
+def by_contact(session: Session, kind: str, values: Iterable[str]) -> dict[str, set[int]]:
+    """{phone or lower-cased e-mail: ids of the live customers that have it}."""
+    out: dict[str, set[int]] = {}
+    for part in _chunks(values):
+        column = CP.c.value.collate("NOCASE") if kind == "email" else CP.c.value
+        stmt = (select(CP.c.value, CP.c.customer_id).join(C, C.c.id == CP.c.customer_id)
+                .where(CP.c.kind == kind, column.in_(part), LIVE))
+        for value, cid in session.execute(stmt):
+            out.setdefault(value.lower() if kind == "email" else value, set()).add(cid)
+    return out
+
+
+def deleted_codes(session: Session, codes: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for part in _chunks(codes):
+        out.update(r[0] for r in session.execute(select(C.c.code).where(C.c.code.in_(part), C.c.deleted_at.is_not(None))))
+    return out
+
+
+@dataclass
+class CustomerKey:
+    """How a purchase/interaction row names its customer: code, phone or e-mail (the first given wins)."""
+
+    field: str
+    raw: str
+    code: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+def customer_key(fields: dict[str, Any], region: str | None) -> CustomerKey:
+    """Validate the customer columns of a purchase or interaction row."""
+    for name in ("customer_code", "customer_phone", "customer_email", "customer"):
+        raw = fields.get(name)
+        if raw is None:
+            continue
+        try:
+            if name == "customer_code":
+                return CustomerKey(name, raw, code=parse_code(raw))
+            if name == "customer_phone":
+                return CustomerKey(name, raw, phone=normalize_phone(raw, region, field=name))
+            if name == "customer_email":
+                return CustomerKey(name, raw, email=normalize_email(raw, field=name).lower())
+        except CrmError as e:
+            raise RowError.of(e, name, raw) from None
+        key = CustomerKey(name, raw)
+        text = raw.strip()
+        if "@" in text:
+            try:
+                key.email = normalize_email(text).lower()
+            except CrmError:
+                pass
+        else:
+            try:
+                key.code = parse_code(text)
+            except CrmError:
+                pass
+            from crmcli.core.contacts import try_normalize_phone
+
+            key.phone = try_normalize_phone(text, region)
+        if not (key.code or key.phone or key.email):
+            raise RowError(name, raw, _("'{value}' is neither a customer code, a phone nor an e-mail.").format(value=raw))
+        return key
+    raise RowError(None, None, _("The row does not name its customer.").format() + " " +
+                   _("Add a customer_code, customer_phone or customer_email column (or map one with --map)."))
+
+
+@dataclass
+class Resolver:
+    """Resolves a batch of CustomerKeys to customer ids with three IN queries."""
+
+    session: Session
+    codes: dict[str, int] = field(default_factory=dict)
+    phones: dict[str, set[int]] = field(default_factory=dict)
+    emails: dict[str, set[int]] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+    def load(self, keys: list[CustomerKey]) -> None:
+        self.codes = by_code(self.session, [k.code for k in keys if k.code])
+        self.phones = by_contact(self.session, "phone", [k.phone for k in keys if k.phone])
+        self.emails = by_contact(self.session, "email", [k.email for k in keys if k.email])
+        missing = [k.code for k in keys if k.code and k.code not in self.codes]
+        self.gone = deleted_codes(self.session, missing) if missing else set()
+
+    def resolve(self, key: CustomerKey) -> int:
+        if key.code and key.code in self.codes:
+            return self.codes[key.code]
+        for found in (self.phones.get(key.phone or ""), self.emails.get(key.email or "")):
+            if found:
+                if len(found) > 1:
+                    raise RowError(key.field, key.raw, _("'{value}' matches {n} customers; use the customer code.")
+                                   .format(value=key.raw, n=len(found)))
+                return next(iter(found))
+        if key.code and key.code in self.gone:
+            raise RowError(key.field, key.raw, _("Customer {code} is deleted.").format(code=key.code) + " " +
+                           _("Bring it back with `crm customer restore {code}`.").format(code=key.code))
+        raise RowError(key.field, key.raw, _("No customer matches '{ref}'.").format(ref=key.raw) + " " +
+                       _("Import the customers first (crm import customers)."))
+
+
+__all__ = ["by_code", "by_contact", "customer_key", "Resolver", "CustomerKey", "chunked"]
