@@ -83,7 +83,7 @@ class CustomerHandler:
     def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
         self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
         self.prefix = settings.get(session, "customer.code_prefix")
-        self.next_id = next_id(session, C)
+        self.next_id = next_id(session, C, "customer")
         self.command = current_command.get()
 
     def column_of(self, field_name: str | None) -> str | None:

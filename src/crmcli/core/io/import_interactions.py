@@ -41,7 +41,7 @@ class Prepared:
 class InteractionHandler:
     def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
         self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
-        self.next_id = next_id(session, INTERACTION)
+        self.next_id = next_id(session, INTERACTION, "interaction")
         self.actor = audit.actor()
 
     def column_of(self, field_name: str | None) -> str | None:

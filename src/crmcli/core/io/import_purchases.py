@@ -87,7 +87,7 @@ def text(fields: dict[str, Any], name: str, max_len: int) -> str | None:
 class PurchaseHandler:
     def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
         self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
-        self.next_id = next_id(session, P)
+        self.next_id = next_id(session, P, "purchase")
         self.file_ids: dict[str, int] = {}  # the file's own id column → purchase id (links refunds in the file)
         self.keep_file_ids = plan is not None and "id" in plan.fields and "refund_of" in plan.fields
 

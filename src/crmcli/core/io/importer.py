@@ -225,6 +225,10 @@ def history(session: Session, *, limit: int | None = None) -> list[dict[str, Any
              "undone_at": r.undone_at, "actor": r.actor} for r in session.execute(stmt)]
 
 
-def next_id(session: Session, table: Any) -> int:
-    """The first free primary key (we hold the write lock, so ids can be assigned before executemany)."""
-    return int(session.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+def next_id(session: Session, table: Any, entity: str) -> int:
+    """The first free primary key (we hold the write lock, so ids can be assigned before executemany). Never
+    an id the audit trail already mentions: after `crm import undo` the removed numbers are not reused."""
+    top = session.execute(select(func.max(table.c.id))).scalar() or 0
+    A = audit.AuditEntry.__table__
+    mentioned = session.execute(select(func.max(A.c.entity_id)).where(A.c.entity == entity)).scalar() or 0
+    return int(max(top, mentioned)) + 1

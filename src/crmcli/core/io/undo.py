@@ -66,7 +66,8 @@ def undo(session: Session, run_id: int) -> dict[str, Any]:
     if run is None or run["status"] == "running":
         raise NotFound(_("No import #{id}.").format(id=run_id), hint=_("See them with `crm import history`."))
     if run["status"] == "undone":
-        raise Conflict(_("Import #{id} was already undone on {at}.").format(id=run_id, at=run["undone_at"]))
+        raise Conflict(_("Import #{id} was already undone on {at}.").format(
+            id=run_id, at=f"{run['undone_at']:%Y-%m-%d %H:%M} UTC"))
     table = {"customers": C, "purchases": P, "interactions": I}[run["kind"]]
     ids = [r[0] for r in session.execute(select(table.c.id).where(table.c.import_id == run_id).order_by(table.c.id))]
     if ids:
@@ -106,9 +107,6 @@ def _check_changed(session: Session, run: Any, ids: list[int]) -> None:
     for part in chunked(ids):
         row = session.execute(select(A.c.entity_id, A.c.action, A.c.command).where(
             A.c.entity == entity, A.c.entity_id.in_(part), A.c.id > last).order_by(A.c.id).limit(1)).first()
-        if row is None and entity == "customer":
-            row = session.execute(select(A.c.customer_id, A.c.action, A.c.command).where(
-                A.c.customer_id.in_(part), A.c.id > last).order_by(A.c.id).limit(1)).first()
         if row is not None:
             raise Conflict(_("Import #{id} cannot be undone: {what} was changed after it ({action}, by `{command}`).")
                            .format(id=run["id"], what=_label(session, entity, int(row[0])), action=row[1],
