@@ -231,8 +231,16 @@ def _feature_panels(data: dict[str, Any], money: Callable[[int], str]) -> list[A
         panels.append(panel(_("Feedback"), [(_("Open"), str(fb["open"]), None),
                                             (_("Overdue"), Text(str(fb["overdue"]), style="red" if fb["overdue"] else ""), None)]))
     if "churn" in data:
+        from crmcli.core.churn.rules import level_label
+
         ch = data["churn"]
-        panels.append(panel(_("Churn risk"), [(str(level), str(n), None) for level, n in ch["counts"].items()]))
+        lines: list[Any] = [(level_label(level), Text(str(n), style="red" if level == "high" and n else ""), None)
+                            for level, n in ch.get("counts", {}).items()]
+        if ch.get("scanned_as_of"):
+            lines.append((_("Scanned"), str(ch["scanned_as_of"]), None))
+        if ch.get("clv_total") is not None:
+            lines.append((_("Predicted CLV"), money(ch["clv_total"]), None))
+        panels.append(panel(_("Churn risk"), lines))
     return panels
 
 
@@ -256,7 +264,7 @@ def _summary_json(data: dict[str, Any], ctx: "StoreContext") -> dict[str, Any]:
     return out
 
 
-MONEY_KEYS = {"revenue", "refunds", "net", "aov", "value_minor"}
+MONEY_KEYS = {"revenue", "refunds", "net", "aov", "value_minor", "clv_total"}
 
 
 def _summary_metrics(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -285,7 +293,9 @@ def _summary_metrics(data: dict[str, Any]) -> list[dict[str, Any]]:
         if section not in data:
             continue
         block = data[section]
-        flat = block.get("counts", block) if section in ("tiers", "churn") else block
+        flat = block.get("counts", block) if section == "tiers" else block
+        if section == "churn":
+            flat = {**block.get("counts", {}), **{k: v for k, v in block.items() if k != "counts"}}
         for key, value in flat.items():
             if isinstance(value, (dict, list)):
                 continue
@@ -842,6 +852,169 @@ def feedback(
                ("in_time_share", _("Share handled within deadline"), data["in_time_share"], _pct(data["in_time_share"]))]
     title = _("Feedback, {span}").format(span=_span(rng))
     _metric_report(title, metrics, fmt, svg, html, ctx, record={**rng.as_dict(), **data})
+
+
+@app.command("clv", help=_("Customer value: the distribution (ten groups of customers, highest first, with their share "
+                           "of all value) and the top customers, by historical net spend and by the predicted CLV of "
+                           "the last `crm churn score` (when the churn models were fitted and scored). Historical "
+                           "value counts purchases from --since (default: all history) to --until.\n\n"
+                           "Example: crm report clv --top 20 --format markdown"))
+def clv(
+    since: SinceOpt = None, until: UntilOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = None,
+    svg: SvgOpt = None, html: HtmlOpt = None,
+    top: Annotated[int, typer.Option("--top", help=_("How many top customers to show."), min=1, max=1000)] = 10,
+) -> None:
+    from crmcli.cli.common import parse_day
+    from crmcli.cli.output import Column, emit
+    from crmcli.core.reports.value import clv_report
+
+    with state().store().read() as session:
+        ctx = store_context(session, as_of)
+        first = parse_day(since, ctx, "--since")
+        last = parse_day(until, ctx, "--until") or ctx.today
+        if first is not None and first > last:
+            raise UsageError(_("--since {since} is after --until {until}.").format(since=first, until=last))
+        data = clv_report(session, ctx, since=first, until=last, top=top)
+    units = _units(ctx)
+    money = _money(ctx)
+    top_columns = [Column("rank", _("#"), "int"), Column("code", _("Code")), Column("name", _("Name")),
+                   Column("historical", _("Historical"), "money"), Column("predicted", _("Predicted CLV"), "money"),
+                   Column("p_alive", _("P(alive)"), justify="right"),
+                   Column("expected_purchases", _("Expected"), justify="right"),
+                   Column("order_value", _("Order value"), "money")]
+    dist_columns = [Column("decile", _("Group"), "int"), Column("customers", _("Customers"), "int"),
+                    Column("total", _("Value"), "money"), Column("share", _("Share %"), justify="right"),
+                    Column("min", _("From"), "money"), Column("max", _("To"), "money")]
+    span = (_("{since} – {until}").format(since=first.isoformat(), until=last.isoformat()) if first
+            else _("up to {until}").format(until=last.isoformat()))
+    title = _("Customer value, {span}").format(span=span)
+    if data["predicted"] is None:
+        note = _("No predicted CLV yet: run `crm churn fit` and `crm churn score`.")
+    else:
+        note = _("Predicted CLV over {months} months from the scores of {date}.").format(
+            months=data["clv_months"], date=data["scored_as_of"])
+
+    def stats_line(label: str, st: dict[str, Any]) -> str:
+        if not st["customers"]:
+            return _("{label}: no customers.").format(label=label)
+        return _("{label}: {n} customers, total {total}, mean {mean}, median {median}, top 20 % hold {share}").format(
+            label=label, n=st["customers"], total=money(st["total"]), mean=money(st["mean"]), median=money(st["median"]),
+            share=_pct(st["top20_share"]))
+
+    def view() -> "RenderableType":
+        from rich.console import Group
+        from rich.text import Text
+
+        parts: list[Any] = [Text(title, style="bold"), Text(stats_line(_("Historical"), data["historical"]))]
+        if data["predicted"] is not None:
+            parts.append(Text(stats_line(_("Predicted CLV"), data["predicted"])))
+        parts.append(_simple_table(_("Historical value by group of customers"), dist_columns,
+                                   data["distribution"]["historical"], units, bar_key="total"))
+        if data["distribution"]["predicted"]:
+            parts.append(_simple_table(_("Predicted CLV by group of customers"), dist_columns,
+                                       data["distribution"]["predicted"], units, bar_key="total"))
+        parts.append(_simple_table(_("Top customers"), top_columns, data["top_customers"], units, note=note))
+        return Group(*parts)
+
+    def machine(chosen: str) -> None:
+        from crmcli.core.money import money_str
+
+        if chosen == "json":
+            def conv(st: dict[str, Any] | None) -> dict[str, Any] | None:
+                if st is None:
+                    return None
+                return {k: (money_str(v, ctx.currency) if k in ("total", "mean", "median", "p90", "max", "min")
+                            and v is not None else v) for k, v in st.items()}
+
+            dist = data["distribution"]
+            _record({**data, "historical": conv(data["historical"]), "predicted": conv(data["predicted"]),
+                     "distribution": {"historical": [conv(d) for d in dist["historical"]],
+                                      "predicted": [conv(d) for d in dist["predicted"]] if dist["predicted"] else None},
+                     "top_customers": [{k: (money_str(v, ctx.currency) if k in ("historical", "predicted", "order_value")
+                                            and v is not None else v) for k, v in r.items()}
+                                       for r in data["top_customers"]]}, chosen)
+            return
+        if chosen == "markdown":
+            sections = [(_("Historical value by group of customers"), data["distribution"]["historical"], dist_columns)]
+            if data["distribution"]["predicted"]:
+                sections.append((_("Predicted CLV by group of customers"), data["distribution"]["predicted"],
+                                 dist_columns))
+            sections.append((_("Top customers"), data["top_customers"], top_columns))
+            _markdown_sections(sections, units)
+            return
+        emit(data["top_customers"], top_columns, chosen, units, title=title)
+
+    show(view, fmt, svg, html, machine, title=title)
+
+
+@app.command("churn", help=_("Churn risk of every customer with purchases, assessed as of --as-of with the `crm churn "
+                             "scan` rules (nothing is saved): customers per risk level, per tier, and how often each "
+                             "warning rule fired; plus the totals of the last `crm churn score` (mean P(alive), "
+                             "expected purchases, CLV).\n\n"
+                             "Example: crm report churn --as-of 2025-06-30 --svg churn.svg"))
+def churn(as_of: AsOfOpt = None, fmt: FormatOpt = None, svg: SvgOpt = None, html: HtmlOpt = None) -> None:
+    from crmcli.cli.output import Column, emit
+    from crmcli.core.churn.rules import LEVELS, level_label
+    from crmcli.core.churn.scan import skipped_text
+    from crmcli.core.reports.value import churn_report
+
+    with state().store().read() as session:
+        ctx = store_context(session, as_of)
+        data = churn_report(session, ctx)
+    units = _units(ctx)
+    money = _money(ctx)
+    title = _("Churn risk as of {date}").format(date=ctx.today.isoformat())
+    level_rows = [{"risk": level, "label": level_label(level), "customers": data["counts"][level],
+                   "share": data["shares"][level]} for level in reversed(LEVELS)]
+    tier_columns = [Column("tier", _("Tier"))] + [Column(level, level_label(level), "int") for level in reversed(LEVELS)] \
+        + [Column("total", _("Total"), "int")]
+    rule_names = {"complaints": _("complaints open"), "nps": _("low NPS"), "csat": _("low CSAT"),
+                  "interval": _("overdue against their usual interval"), "recency": _("days without a purchase"),
+                  "spend_drop": _("spend dropped"), "no_contact": _("no contact")}
+    reason_rows = [{**r, "label": rule_names.get(r["rule"], r["rule"])} for r in data["reasons"]]
+    notes = [skipped_text(data["skipped_rules"]) or ""]
+    sc = data["scores"]
+    if sc is None:
+        notes.append(_("No model scores yet: run `crm churn fit` and `crm churn score`."))
+    else:
+        text = _("Scores of {date}: {n} customers, mean P(alive) {p} %, {e} purchases expected in {days} days").format(
+            date=sc["as_of"], n=sc["customers"], p=round(sc["p_alive_mean"] * 100, 1), e=sc["expected_purchases"],
+            days=sc["horizon_days"])
+        if sc["clv_total"] is not None:
+            text += _(", CLV over {months} months {total}").format(months=sc["clv_months"], total=money(sc["clv_total"]))
+        notes.append(text + ".")
+
+    def view() -> "RenderableType":
+        from rich.console import Group
+        from rich.text import Text
+
+        parts: list[Any] = [
+            _simple_table(title, [Column("label", _("Risk")), Column("customers", _("Customers"), "int"),
+                                  Column("share", _("Share %"), justify="right")], level_rows, units,
+                          bar_key="customers"),
+            _simple_table(_("By tier"), tier_columns, data["by_tier"], units),
+            _simple_table(_("Warnings that fired"), [Column("label", _("Rule")), Column("customers", _("Customers"), "int"),
+                                                     Column("high", _("At high level"), "int")], reason_rows, units)]
+        parts.extend(Text(n, style="dim") for n in notes if n)
+        return Group(*parts)
+
+    def machine(chosen: str) -> None:
+        from crmcli.core.money import money_str
+
+        if chosen == "json":
+            scores = None if sc is None else {**sc, "clv_total": money_str(sc["clv_total"], ctx.currency)
+                                              if sc["clv_total"] is not None else None}
+            _record({**data, "scores": scores}, chosen)
+            return
+        if chosen == "markdown":
+            _markdown_sections([(title, level_rows, [Column("risk", _("Risk")), Column("customers", _("Customers"), "int"),
+                                                     Column("share", _("Share %"), justify="right")]),
+                                (_("By tier"), data["by_tier"], tier_columns)], units)
+            return
+        emit(data["by_tier"], [Column("tier", _("Tier"))] + [Column(level, level, "int") for level in reversed(LEVELS)]
+             + [Column("total", _("Total"), "int")], chosen, units, title=title)
+
+    show(view, fmt, svg, html, machine, title=title)
 
 
 def _money_str(ctx: "StoreContext", minor: int) -> str:

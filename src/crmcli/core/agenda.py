@@ -9,10 +9,12 @@ Sections (rows with stable keys: section, date, in_days, customer_id, code, name
   since, due by the end of the window (earlier ones are 'overdue').
 - holiday: holidays from the care calendar in the window (no customer).
 - Sections of other features, when they are installed: points_expiring (points that expire in the window),
-  feedback_overdue (open feedback past its deadline, or due in the window).
-Not yet: tier A customers at high churn risk (the churn feature has no risk scan API yet) and survey
-invitations due (the surveys feature keeps no invitation schedule: post-purchase invitations are chosen when
-`crm survey invite --after-purchase` runs).
+  feedback_overdue (open feedback past its deadline, or due in the window), churn_risk (tier A customers at
+  high churn risk today, assessed live with the `crm churn scan` rules; status 'logged' after a win-back
+  follow-up in the last 14 days), survey_due (complaints resolved in the last 30 days whose customer has not
+  been invited to a survey about it yet).
+Post-purchase survey invitations have no schedule in the store: they are chosen when
+`crm survey invite --after-purchase 3d` runs (put that in cron).
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ P = Purchase.__table__
 SECTIONS: dict[str, str] = {
     "follow_up": N_("Follow-ups"),
     "feedback_overdue": N_("Overdue feedback"),
+    "churn_risk": N_("Tier A at high churn risk"),
     "birthday": N_("Birthdays"),
     "anniversary": N_("First-purchase anniversaries"),
     "holiday": N_("Holidays"),
     "points_expiring": N_("Points expiring"),
+    "survey_due": N_("Surveys due"),
 }
 
 
@@ -64,6 +68,7 @@ def birthdays(session: Session, today: date, end: date) -> list[dict[str, Any]]:
             detail += " " + _("(born on 29 February, celebrated on the 28th)")
         rows.append(_row("birthday", today, g.day, customer_id=g.customer_id, code=g.code, name=g.name, detail=detail,
                          status="sent" if (g.customer_id, g.occasion) in sent else None))
+    rows.sort(key=lambda x: (x["date"], x["code"] or ""))
     return rows
 
 

@@ -49,6 +49,10 @@ def agenda_sections(session: Session, ctx: StoreContext, today: date, end: date)
         out["points_expiring"] = _points_expiring(session, ctx, today, end)
     if installed("crmcli.core.feedback"):
         out["feedback_overdue"] = _feedback_overdue(session, ctx, today, end)
+    if installed("crmcli.core.churn.scan"):
+        out["churn_risk"] = _churn_risk(session, ctx, today)
+    if installed("crmcli.core.invites"):
+        out["survey_due"] = _survey_due(session, ctx, today)
     return out
 
 
@@ -90,6 +94,87 @@ def _feedback_overdue(session: Session, ctx: StoreContext, today: date, end: dat
                          detail=_("#{id} {kind}, {priority}: {text}").format(id=r["id"], kind=r["kind"],
                                                                               priority=r["priority"], text=text),
                          status="overdue" if late else "due"))
+    return rows
+
+
+def _churn_risk(session: Session, ctx: StoreContext, today: date) -> list[dict[str, Any]]:
+    """Tier A customers at high churn risk today (the churn rules, assessed live like the card), with their
+    reasons; status 'logged' when a win-back follow-up was logged for them in the last 14 days."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from crmcli.core.churn import scan
+    from crmcli.core.churn.rules import LEVELS
+    from crmcli.core.churn.winback import WB
+    from crmcli.store.models import Customer
+
+    a = scan.assess(session, ctx)
+    high = [int(cid) for cid, rank in zip(a.ids.tolist(), a.rank.tolist()) if rank == LEVELS.index("high")]
+    if not high:
+        return []
+    tiers = _tiers(session, high)
+    wanted = [cid for cid in high if (tiers.get(cid) or "").upper() == "A"]
+    C = Customer.__table__
+    rows = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        logged = set(session.execute(select(WB.c.customer_id).where(
+            WB.c.customer_id.in_(chunk), WB.c.as_of >= today - timedelta(days=13))).scalars())
+        for r in session.execute(select(C.c.id, C.c.code, C.c.name).where(
+                C.c.id.in_(chunk), C.c.deleted_at.is_(None), C.c.erased_at.is_(None))):
+            reasons = "; ".join(scan.reason_text(x, ctx.currency) for x in a.reasons.get(r.id, [])[:2])
+            rows.append(_row("churn_risk", today, today, customer_id=r.id, code=r.code, name=r.name,
+                             detail=_("high risk: {reasons}").format(reasons=reasons),
+                             status="logged" if r.id in logged else None))
+    rows.sort(key=lambda x: x["code"] or "")
+    return rows
+
+
+def _tiers(session: Session, ids: list[int]) -> dict[int, str | None]:
+    """Tier per customer in one pass over the tiers feature's table (the surveys' lookup), else per customer
+    through hooks.CLASSIFICATION."""
+    from crmcli.core.churn.winback import tiers_of
+    from crmcli.errors import CrmError
+
+    if installed("crmcli.core.surveys"):
+        from crmcli.core.surveys import classification
+
+        try:
+            return classification(session, ids, "tier")
+        except CrmError:  # no tiers feature in this build
+            pass
+    return tiers_of(session, ids)
+
+
+def _survey_due(session: Session, ctx: StoreContext, today: date, within_days: int = 30) -> list[dict[str, Any]]:
+    """Complaints resolved in the last ``within_days`` days whose customer has not been asked yet how the
+    complaint was handled (no survey invitation linked to the item): due today, with the command that asks."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from crmcli.core.clock import start_of_day_utc, utc_to_local
+    from crmcli.store.models import Customer
+    from crmcli.store.models_feedback import Feedback, SurveyInvite
+
+    F, INV, C = Feedback.__table__, SurveyInvite.__table__, Customer.__table__
+    since = start_of_day_utc(today - timedelta(days=within_days - 1), ctx.tz)
+    until = start_of_day_utc(today + timedelta(days=1), ctx.tz)
+    asked = select(INV.c.id).where(INV.c.feedback_id == F.c.id, INV.c.status != "failed").exists()
+    stmt = (select(F.c.id, F.c.resolved_at, C.c.id.label("cid"), C.c.code, C.c.name)
+            .join(C, C.c.id == F.c.customer_id)
+            .where(F.c.kind == "complaint", F.c.resolved_at.is_not(None), F.c.resolved_at >= since,
+                   F.c.resolved_at < until, F.c.status != "open", C.c.deleted_at.is_(None), C.c.erased_at.is_(None),
+                   ~asked)
+            .order_by(F.c.resolved_at, F.c.id))
+    rows = []
+    for r in session.execute(stmt):
+        resolved = utc_to_local(r.resolved_at, ctx.tz).date()
+        rows.append(_row("survey_due", today, today, customer_id=r.cid, code=r.code, name=r.name, status="due",
+                         detail=_("complaint #{id} resolved on {date}: ask how it was handled "
+                                  "(crm survey invite SURVEY --resolved-within {days}d)").format(
+                             id=r.id, date=resolved.isoformat(), days=within_days)))
     return rows
 
 
@@ -151,7 +236,8 @@ def feedback(session: Session, ctx: StoreContext, rng: Range) -> dict[str, Any]:
 
 
 def dashboard_sections(session: Session, ctx: StoreContext, rng: Range) -> dict[str, Any]:
-    """Tier mix, NPS, points outstanding and feedback for `crm report summary` (features present only)."""
+    """Tier mix, NPS, points outstanding, feedback and churn risk (last scan, CLV total of the last score) for
+    `crm report summary` (features present only)."""
     out: dict[str, Any] = {}
     if installed("crmcli.core.tiers"):
         rows = tiers(session)["tiers"]
@@ -173,5 +259,11 @@ def dashboard_sections(session: Session, ctx: StoreContext, rng: Range) -> dict[
         fb = feedback(session, ctx, rng)
         if fb["open"] or fb["opened"]:
             out["feedback"] = {"open": fb["open"], "overdue": fb["overdue"], "in_time_share": fb["in_time_share"]}
+    if installed("crmcli.core.churn.scan"):
+        from crmcli.core.reports.value import dashboard_churn
+
+        churn = dashboard_churn(session)
+        if churn:
+            out["churn"] = churn
     return out
 
