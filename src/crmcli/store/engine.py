@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -23,7 +24,7 @@ from sqlmodel import Session
 from crmcli.errors import StoreError
 from crmcli.i18n import _
 from crmcli.store import migrations
-from crmcli.store.keys import connect, db_errors, is_encrypted, unlock
+from crmcli.store.keys import connect, db_errors, is_encrypted, unlock_connection
 
 BUSY_TIMEOUT_MS = 15_000
 STORE_FILENAME = "crm.sqlite"
@@ -154,6 +155,7 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
     ``create``), not a crmcli store, from a newer crmcli, or encrypted without a usable key.
     """
     key: str | None = None
+    first_conn: Any = None
     explicit = location is not None or bool(os.environ.get("CRM_DB"))
     loc = location or default_location()
     path: Path | None = None
@@ -183,7 +185,8 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
             raise StoreError(_("No crmcli store at {path} (the file is empty).").format(path=path),
                              hint=_("Create one with `crm init` (or `crm --db FILE init`), or point --db / CRM_DB at an existing store."))
         elif is_encrypted(path):
-            key = unlock(path, key_file).secret
+            found, first_conn = unlock_connection(path, key_file)
+            key = found.secret
         elif _foreign_sqlite(path):
             # Checked before our connections set WAL mode, which would rewrite another program's file header.
             raise StoreError(_("This database holds tables but is not a crmcli store."),
@@ -191,10 +194,7 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
         url = f"sqlite:///{path}"
     if key is not None:
         assert path is not None
-        # A queue pool like plain SQLite files get (the dialect's default would share one connection per
-        # thread, and nested read/write sessions need two).
-        engine = sa.create_engine(sa.URL.create("sqlite+pysqlcipher", password=key, database=str(path)),
-                                  poolclass=sa.pool.QueuePool)
+        engine = _sqlcipher_engine(path, key, first_conn)
     else:
         engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
@@ -203,6 +203,21 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
     if migrate:
         migrate_store(store)
     return store
+
+
+def _sqlcipher_engine(path: Path, key: str, first_conn: Any) -> Engine:
+    """An engine whose connections come from sqlcipher3, keyed; the first is the one that checked the key
+    (a passphrase's key derivation takes a good fraction of a second per connection)."""
+    from sqlcipher3 import dbapi2
+
+    spare = [first_conn]
+
+    def creator() -> Any:
+        return spare.pop() if spare else connect(path, key)
+
+    # The pysqlite dialect over sqlcipher3's DB-API module, so driver errors are wrapped as usual; a queue
+    # pool like plain files get (nested read/write sessions need two connections).
+    return sa.create_engine("sqlite://", module=dbapi2, creator=creator, poolclass=sa.pool.QueuePool)
 
 
 def _foreign_sqlite(path: Path) -> bool:

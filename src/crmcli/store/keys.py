@@ -196,37 +196,47 @@ def db_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def opens(path: Path, secret: str) -> bool:
+def open_with(path: Path, secret: str) -> Any | None:
+    """A connection opened and checked with ``secret``, or None when it is the wrong key."""
     try:
         conn = connect(path, secret, timeout=1)
     except db_errors():
-        return False
+        return None
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return True
+        return conn
     except db_errors() as e:
-        if "not a database" in str(e).lower() or "encrypted" in str(e).lower():
-            return False
-        raise
-    finally:
         conn.close()
+        if "not a database" in str(e).lower() or "encrypted" in str(e).lower():
+            return None
+        raise
 
 
-def unlock(path: Path, key_file: str | None = None) -> Key:
-    """The first key that opens the encrypted store at ``path``; clear errors when none is found or none fits."""
-    keys = candidates(path, key_file)
-    if not keys:
+def opens(path: Path, secret: str) -> bool:
+    conn = open_with(path, secret)
+    if conn is None:
+        return False
+    conn.close()
+    return True
+
+
+def unlock_connection(path: Path, key_file: str | None = None) -> tuple[Key, Any]:
+    """The first key that opens the encrypted store at ``path`` and the connection it opened (SQLCipher's key
+    derivation is slow for passphrases: the caller reuses it); clear errors when none is found or none fits."""
+    found = candidates(path, key_file)
+    if not found:
         raise no_key_error(path)
-    for key in keys:
-        if opens(path, key.secret):
-            return key
+    for key in found:
+        conn = open_with(path, key.secret)
+        if conn is not None:
+            return key, conn
     raise StoreError(
         _("Wrong key for the encrypted store {path}: the key from {origins} does not open it.").format(
-            path=path, origins=", ".join(k.origin for k in keys)),
+            path=path, origins=", ".join(k.origin for k in found)),
         hint=_("Give the key it was encrypted with (system keyring, CRM_DB_KEY or --key-file FILE)."))
 
 
-def require_key(path: Path, key_file: str | None = None) -> str | None:
-    """The key for ``path`` when it is encrypted, None when it is a plain store."""
-    return unlock(path, key_file).secret if is_encrypted(path) else None
-
+def unlock(path: Path, key_file: str | None = None) -> Key:
+    key, conn = unlock_connection(path, key_file)
+    conn.close()
+    return key

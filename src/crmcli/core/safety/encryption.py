@@ -133,8 +133,9 @@ def convert(path: Path, src_key: str | None, dest_key: str | None, *, timeout: f
     return Converted(path, len(before), rows)
 
 
-def store_path(location: str | None, key_file: str | None = None) -> Path:
-    """The file of the store at ``location``, opened once first so it is migrated and known to be a store."""
+def store_file(location: str | None, key_file: str | None = None) -> tuple[Path, str | None]:
+    """The file of the store at ``location`` and its key (None: plain), opened once first so that it is
+    migrated and known to be a store."""
     from crmcli.store.engine import open_store
 
     store = open_store(location, key_file=key_file)
@@ -142,7 +143,7 @@ def store_path(location: str | None, key_file: str | None = None) -> Path:
         if store.path is None:
             raise CrmError(_("Only a store file can be encrypted, not {location}.").format(location=store.location),
                            hint=_("Point --db at an SQLite file."))
-        return store.path
+        return store.path, store.key
     finally:
         store.dispose()
 
@@ -155,8 +156,8 @@ class KeyOutcome:
 
 def encrypt(location: str | None, key_file: str | None = None) -> KeyOutcome:
     """Encrypt a plain store: with a key given by hand, else a new random key kept in the system keyring."""
-    path = store_path(location, key_file)
-    if keys.is_encrypted(path):
+    path, current = store_file(location, key_file)
+    if current is not None:
         raise Conflict(_("The store {path} is already encrypted.").format(path=path),
                        hint=_("Use `crm db rekey` to change its key, or `crm db decrypt`."))
     given = keys.given_key(key_file)
@@ -181,25 +182,23 @@ def encrypt(location: str | None, key_file: str | None = None) -> KeyOutcome:
 
 
 def decrypt(location: str | None, key_file: str | None = None) -> Converted:
-    path = store_path(location, key_file)
-    if not keys.is_encrypted(path):
+    path, key = store_file(location, key_file)
+    if key is None:
         raise Conflict(_("The store {path} is not encrypted.").format(path=path), hint=_("Nothing to do."))
-    key = keys.unlock(path, key_file)
-    result = convert(path, key.secret, None)
+    result = convert(path, key, None)
     keys.forget_in_keyring(path)
     return result
 
 
 def rekey(location: str | None, key_file: str | None = None, new_key_file: str | None = None) -> KeyOutcome:
     """A new key: from --new-key-file, else a new random key kept in the system keyring."""
-    path = store_path(location, key_file)
-    if not keys.is_encrypted(path):
+    path, old = store_file(location, key_file)
+    if old is None:
         raise Conflict(_("The store {path} is not encrypted.").format(path=path),
                        hint=_("Encrypt it with `crm db encrypt`."))
-    old = keys.unlock(path, key_file)
     if new_key_file:
         new = keys.read_key_file(new_key_file)
-        result = convert(path, old.secret, new.secret)
+        result = convert(path, old, new.secret)
         keys.forget_in_keyring(path)  # it would hold the old key
         return KeyOutcome(result, new.origin)
     secret = keys.new_raw_key()
@@ -208,7 +207,7 @@ def rekey(location: str | None, key_file: str | None = None, new_key_file: str |
         raise StoreError(_("No system keyring to keep a new key for {path} in.").format(path=path),
                          hint=_("Pass --new-key-file FILE (a file of mode 0600) with the new key."))
     try:
-        result = convert(path, old.secret, secret)
+        result = convert(path, old, secret)
     except BaseException:
         if previous is not None:
             keys.save_in_keyring(path, previous.secret)
