@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -17,14 +18,19 @@ from sqlalchemy.engine import Connection
 _GENESIS = "0" * 64
 
 
+def _at(value: datetime) -> str:
+    """As the trail's writer formatted it: aware UTC (the column reads back naive here)."""
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
 def _old_hash(prev: str, row: dict) -> str:
-    body = json.dumps([row["at"].isoformat(), row["actor"], row["command"], row["entity"], row["entity_id"],
+    body = json.dumps([_at(row["at"]), row["actor"], row["command"], row["entity"], row["entity_id"],
                        row["customer_id"], row["action"], row["before"], row["after"]], ensure_ascii=False)
     return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
 
 
 def _new_hash(prev: str, row: dict, digest: str) -> str:
-    body = json.dumps([row["at"].isoformat(), row["actor"], row["command"], row["entity"], row["entity_id"],
+    body = json.dumps([_at(row["at"]), row["actor"], row["command"], row["entity"], row["entity_id"],
                        row["customer_id"], row["action"], "sha256:" + digest], ensure_ascii=False)
     return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
 
