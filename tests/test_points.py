@@ -557,6 +557,14 @@ def test_rules_show_and_set_through_config(cli):
     assert "at the end of the month, 12 months after they are earned" in table
 
 
+def test_rules_set_confirms_the_value_as_the_rules_table_shows_it(cli):
+    assert cli.ok("points", "rules", "set", "enabled", "yes").stderr.startswith("points.enabled = yes\n")
+    cli.ok("points", "rules", "set", "category.coffee", "2")
+    assert "points.multiplier.category = coffee=2, tea=1.5" in cli.ok("points", "rules", "set", "category.tea", "1.5").stderr
+    said = cli.ok("points", "rules", "set", "category.coffee", "none").stderr
+    assert "points.multiplier.category = tea=1.5" in said and "{" not in said and "True" not in said
+
+
 def test_privacy_export_section(cli, store):
     rules(cli)
     code = add_customer(cli, "Ann")

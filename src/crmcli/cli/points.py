@@ -457,6 +457,9 @@ def rules_set(rule: Annotated[str, typer.Argument(help=_("The rule's name."), me
             parsed = settings.set_value(session, key, json.dumps(current))
         else:
             parsed = settings.set_value(session, key, value)
-    info(_("{key} = {value}").format(key=key, value=parsed))
+    # the value as the rules table shows it (coffee=1.5, yes), not Python's repr ({'coffee': '1.5'}, True)
+    shown = (", ".join(f"{k}={v}" for k, v in parsed.items()) or "—") if isinstance(parsed, dict) else (
+        (_("yes") if parsed else _("no")) if isinstance(parsed, bool) else parsed)
+    info(_("{key} = {value}").format(key=key, value=shown))
     if key == "points.enabled" and parsed:
         info(_("Purchases recorded from now on earn points; run `crm points backfill` for earlier ones."))
