@@ -329,7 +329,7 @@ def history(customer: CustomerArg, limit: LimitOpt = None, fmt: FormatOpt = None
         record = pick_customer(session, customer, ctx, include_deleted=deleted)
         rows = interactions.timeline(session, record.id, ctx, limit=limit)  # type: ignore[arg-type]
     emit(rows, [Column("at", _("When"), "datetime"), Column("type", _("What")), Column("id", _("ID"), "int"),
-                Column("summary", _("Details")), Column("amount", _("Amount"), "money", source="amount_minor")],
+                Column("summary", _("Details"), "message"), Column("amount", _("Amount"), "money", source="amount_minor")],
          fmt, Units(ctx.currency, ctx.tz), empty_message=_("No history yet."))
 
 

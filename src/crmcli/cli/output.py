@@ -27,7 +27,7 @@ from crmcli.i18n import _
 class Column:
     key: str  # the machine name (JSON key, CSV header)
     label: str  # the translated heading for people
-    kind: str = "text"  # text | int | money | date | datetime | list | bool | contact
+    kind: str = "text"  # text | int | money | date | datetime | list | bool | contact | message
     source: str | None = None  # the row key, when it differs from ``key``
     justify: str | None = None
 
@@ -86,6 +86,8 @@ def text_value(value: Any, column: Column, units: Units) -> str:
         return utc_to_local(value, units.tz).strftime("%Y-%m-%d %H:%M")
     if column.kind == "bool":
         return _("yes") if value else _("no")
+    if column.kind == "message":  # an English msgid kept as data in JSON/CSV, translated for people
+        return _(str(value))
     machine = machine_value(value, column, units)
     if isinstance(machine, list):
         return ", ".join(str(v) for v in machine)

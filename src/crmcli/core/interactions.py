@@ -14,7 +14,7 @@ from crmcli.core.context import StoreContext
 from crmcli.core.customers import clean_text, mark_follow_up, parse_channel
 from crmcli.core.dates import moment, parse_date, parse_datetime
 from crmcli.errors import InvalidInput
-from crmcli.i18n import _
+from crmcli.i18n import N_, _
 from crmcli.store.models import AuditEntry, Customer, Interaction, Purchase
 
 
@@ -88,7 +88,7 @@ def _change_text(entry: AuditEntry) -> str:
     import json
 
     if entry.action == "add":
-        return _("record created")
+        return N_("record created")  # translated for tables only (cli: Column kind "message")
     after = json.loads(entry.after) if entry.after else {}
     before = json.loads(entry.before) if entry.before else {}
 
