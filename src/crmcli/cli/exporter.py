@@ -27,10 +27,15 @@ Tags = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help=_("Only c
 @contextmanager
 def _output(path: Optional[str], encoding: str, bom: bool) -> Iterator[TextIO]:
     """stdout, or FILE written through a temporary file that replaces FILE only when the export completed."""
-    from crmcli.core.io.csvread import normalize_encoding
+    import codecs
+
     from crmcli.errors import InvalidInput
 
-    enc = normalize_encoding(encoding)
+    try:
+        enc = codecs.lookup(encoding).name  # written as asked: 'gbk' is GBK, which Excel in China reads
+    except LookupError:
+        raise InvalidInput(_("'{value}' is not an encoding Python knows.").format(value=encoding), field="encoding",
+                           value=encoding, hint=_("Use e.g. utf-8, gbk, gb18030, utf-16.")) from None
     if bom:
         if enc not in ("utf-8", "utf-8-sig"):
             raise InvalidInput(_("--bom is for UTF-8 files."), field="--bom", value=encoding,

@@ -3,7 +3,8 @@
 Cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return) get a
 leading apostrophe, which spreadsheets hide and crmcli's importer removes. Two kinds of cells are left
 alone because they cannot carry a formula and the apostrophe would only get in the way: an E.164 phone
-number (``+8613800138000``: a plus and digits only) and a plain signed number (``-12.50``, a refund).
+number (``+8613800138000``: a plus and digits only; also a list of them, ``+86...; +86...``) and a plain
+signed number (``-12.50``, a refund).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ INTERACTION_COLUMNS = ("id", "customer_code", "customer_name", "channel", "summa
                        "next_date", "actor")
 
 _TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "'")
-_SAFE = re.compile(r"^(?:\+\d{6,15}|[+-]?\d+(?:\.\d+)?)$")
+_SAFE = re.compile(r"^(?:\+\d{6,15}(?:; \+\d{6,15})*|[+-]?\d+(?:\.\d+)?)$")
 
 
 def neutralize(value: str) -> str:

@@ -17,7 +17,7 @@ from crmcli.core.clock import utcnow
 from crmcli.core.command import current_command
 from crmcli.core.context import StoreContext
 from crmcli.core.customers import (C, CP, TAG, CustomerEdit, CustomerInput, _scalar_fields, _validated_contacts,
-                                   edit_customer, get, parse_consent, parse_pref, parse_tag, tag_customer,
+                                   edit_customer, get, parse_consent, resolve, parse_pref, parse_tag, tag_customer,
                                    unique_ignoring_case)
 from crmcli.core.dates import _DMY, parse_date
 from crmcli.core.io import lookups
@@ -45,6 +45,8 @@ class Prepared:
     prefs: dict[str, str]
     code_given: bool = False
     consent: dict[str, bool] = field(default_factory=dict)
+    referred_by: str | None = None  # resolved against the store when the row is applied (the referrer may be
+    # an earlier row of the same file)
 
 
 def full_name(first: str | None, last: str | None) -> str | None:
@@ -117,7 +119,7 @@ class CustomerHandler:
             birthday=date_value(f.get("birthday"), "birthday", self.ctx, self.options.date_format),
             occupation=f.get("occupation"), company=f.get("company"),
             address=", ".join(f["address"]) if f.get("address") else None, city=f.get("city"),
-            source=f.get("source"), referred_by=f.get("referred_by"), preferred_channel=f.get("preferred_channel"),
+            source=f.get("source"), referred_by=None, preferred_channel=f.get("preferred_channel"),
             preferences_text=f.get("preferences_text"), notes=f.get("notes"),
             next_follow_up=date_value(f.get("next_follow_up"), "next_follow_up", self.ctx, self.options.date_format,
                                       future=True),
@@ -136,7 +138,7 @@ class CustomerHandler:
         except CrmError as e:
             raise RowError.of(e) from None
         return Prepared(data, values, phones, emails, socials_ok, tags, parsed_prefs,
-                        code_given="code" in values, consent=consent)
+                        code_given="code" in values, consent=consent, referred_by=f.get("referred_by"))
 
     # ------------------------------------------------------------------------------------ the store
     def apply(self, batch: list[tuple[Row, Prepared]]) -> list[str | RowError]:
@@ -146,7 +148,7 @@ class CustomerHandler:
         creates: list[tuple[Row, Prepared]] = []
         for row, p in batch:
             keys = self._keys(p)
-            if self.options.mode != "create" and any(k in seen for k in keys) and creates:
+            if creates and (p.referred_by or (self.options.mode != "create" and any(k in seen for k in keys))):
                 # The same customer twice in one batch: write the pending new ones first, so that this row
                 # updates it exactly as it would if the two rows were in different batches.
                 self._create(creates)
@@ -154,6 +156,7 @@ class CustomerHandler:
                 seen.clear()
                 self._load([p])
             try:
+                self._referrer(p)
                 outcome = self._decide(row, p, keys, seen)
             except RowError as e:
                 outcomes.append(e)
@@ -167,6 +170,16 @@ class CustomerHandler:
                 outcomes.append(outcome)
         self._create(creates)
         return outcomes
+
+    def _referrer(self, p: Prepared) -> None:
+        if not p.referred_by:
+            return
+        try:
+            referrer = resolve(self.session, p.referred_by, self.ctx)
+        except CrmError as e:
+            raise RowError.of(e, "referred_by", p.referred_by) from None
+        p.values["referred_by_id"] = referrer.id
+        p.data.referred_by = p.referred_by  # an update resolves it again through edit_customer
 
     def _load(self, prepared: list[Prepared]) -> None:
         self.codes = lookups.by_code(self.session, [p.values["code"] for p in prepared if "code" in p.values],

@@ -86,7 +86,7 @@ def card_fields(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     org = first("org")
     if org:
         out["company"] = "; ".join(x for x in _parts(org) if x)
-    gender = first("gender")
+    gender = first("gender") or first("x-gender")
     if isinstance(gender, str) and gender.strip():
         letter = gender.split(";")[0].strip().lower()
         if letter in GENDERS_IN:
