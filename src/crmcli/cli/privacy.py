@@ -52,7 +52,13 @@ def forget(customer: CustomerArg, yes: YesOpt = False) -> None:
     from crmcli.core import customers
     from crmcli.core.safety import privacy
 
-    cid = choose_customer(customer, include_deleted=True)
+    from crmcli.errors import NotFound
+
+    try:
+        cid = choose_customer(customer, include_deleted=True)
+    except NotFound:
+        with state().store().read() as session:  # an erased one (by code or id) says so below
+            cid = privacy.find_for_privacy(session, customer, store_context(session)).id  # type: ignore[assignment]
     with state().store().read() as session:
         label = customers.candidates(session, [cid])[0].label()
     confirm(_("Erase {customer} for good? This cannot be undone.").format(customer=label), yes)
