@@ -42,6 +42,7 @@ def test_rules_are_shown_and_validated_together(cli, unchanged):
     check = unchanged()
     too_much = cli("tier", "rules", "set", "--a-share", "90", "--b-share", "20")
     assert too_much.exit_code == 5 and "more than 100 %" in too_much.stderr
+    assert "is 110 %" in too_much.stderr
     no_a = cli("tier", "rules", "set", "--method", "thresholds")
     assert no_a.exit_code == 5 and "at least one minimum for tier A" in no_a.stderr
     bad = cli("tier", "rules", "set", "--method", "magic")

@@ -176,7 +176,7 @@ class TierRules:
                                    hint=_("For example: crm tier rules set --a-share 80 --b-share 15"))
             if self.pareto_a + self.pareto_b > 100:
                 raise InvalidInput(_("tier.pareto.a + tier.pareto.b is {total} %, more than 100 %.").format(
-                    total=self.pareto_a + self.pareto_b), field="tier.pareto.b",
+                    total=f"{self.pareto_a + self.pareto_b:f}"), field="tier.pareto.b",  # 110, not 1.1E+2
                     hint=_("For example: crm tier rules set --a-share 80 --b-share 15"))
         elif self.a.empty():
             raise InvalidInput(_("The thresholds method needs at least one minimum for tier A."), field="tier.a",
