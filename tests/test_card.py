@@ -102,6 +102,8 @@ def test_card_text_content(card_store, no_slots):
                  "Nextfollow-up:2024-06-20", "shortcall", "饮品"):
         assert text in flat, text
     assert "—" in out  # the empty feature slots
+    assert "喜欢靠窗的位置" in flat
+    assert flat.count("Notes") == 1  # the free-text preferences are not labelled like the notes section
     glance = next(line for line in out.splitlines() if "Tier" in line)
     assert "Points" in glance and "Satisfaction" in glance and "Churn risk" in glance
 

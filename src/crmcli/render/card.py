@@ -96,9 +96,11 @@ def render_card(card: CardData, *, mask: bool = False) -> Panel:
                       _section(_("Recent purchases"), recent if card.recent_purchases else Text(DASH, style="dim")))
 
     prefs = [(k, v) for k, v in card.preferences.items()]
+    # The free-text preferences go on their own line: labelled "Notes" they were mistaken for the notes below.
+    pref_lines: list[RenderableType] = [_fields(prefs)] if prefs else []
     if card.preferences_text:
-        prefs.append((_("Notes"), card.preferences_text))
-    pref_body = _fields(prefs) if prefs else Text(DASH, style="dim")
+        pref_lines.append(Text(card.preferences_text))
+    pref_body = Group(*pref_lines) if pref_lines else Text(DASH, style="dim")
     tags = Text(" ".join(f"#{t}" for t in card.tags) or DASH, style="cyan")
     inter = Table.grid(padding=(0, 1))
     inter.add_column(style="dim", no_wrap=True)
