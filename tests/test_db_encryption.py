@@ -167,3 +167,14 @@ def test_encryption_leaves_no_journal_of_the_old_content(shop, db_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     assert os.stat(db_path).st_size % 1024 == 0
+
+
+def test_db_help_does_not_import_sqlalchemy_or_sqlcipher():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "crmcli", "db", "--help"], capture_output=True,
+                          text=True, env={**os.environ, "CRM_LANG": "en"}, timeout=60)
+    assert proc.returncode == 0 and "encrypt" in proc.stdout
+    modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not any(m.split(".")[0] in ("sqlalchemy", "sqlmodel", "sqlcipher3", "keyring") for m in modules)
