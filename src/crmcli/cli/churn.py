@@ -342,7 +342,7 @@ def winback_cmd(
     with (store.write() if log else store.read()) as session:
         ctx = store_context(session, as_of)
         result = winback(session, ctx, min_rank=min_rank, log=log, next_text=next_date, skip_days=skip,
-                         message=message)
+                         message=message, limit=limit)
         units = _units(ctx, session)
     c = result.counts
     note = skipped_text(result.skipped_rules)
@@ -357,7 +357,9 @@ def winback_cmd(
             info(_("Logged {n} follow-up interactions (next follow-up {date}).").format(n=c["logged"], date=result.next_date))
         else:
             info(_("Nothing was logged."))
-    rows = result.rows[:limit] if limit else result.rows
+    if c["over_limit"]:
+        info(_("{n} more left out by --limit.").format(n=c["over_limit"]))
+    rows = result.rows
     columns = [Column("code", _("Code")), Column("name", _("Name")), Column("tier", _("Tier")),
                Column("risk", _("Risk")), Column("reasons", _("Reasons"), "list"), Column("action", _("Action")),
                Column("action_text", _("Suggested action")), Column("channel", _("Channel")),

@@ -103,7 +103,18 @@ def _addresses(session: Session, ids: list[int]) -> dict[int, dict[str, str]]:
 
 
 def _consents(session: Session, ids: list[int]) -> dict[int, set[str]]:
+    """Channels each customer consented to, by the shared rule (crmcli.core.consent) when it is installed."""
     out: dict[int, set[str]] = {i: set() for i in ids}
+    try:
+        from crmcli.core.consent import consenting
+    except ImportError:  # pragma: no cover - builds without the data-safety feature
+        consenting = None
+    if consenting is not None:
+        for channel in ("phone", *MESSAGE_CHANNELS):
+            allowed, _refused = consenting(session, ids, channel)
+            for cid in allowed:
+                out[cid].add(channel)
+        return out
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         for cid, channel in session.execute(select(CON.c.customer_id, CON.c.channel)
@@ -132,7 +143,8 @@ class WinbackResult:
 
 
 def winback(session: Session, ctx: StoreContext, *, min_rank: int, log: bool = False, next_text: str | None = None,
-            skip_days: int = 14, message: str | None = None) -> WinbackResult:
+            skip_days: int = 14, message: str | None = None, limit: int | None = None) -> WinbackResult:
+    """The action list, most urgent first; ``limit`` keeps the first N (and only those are logged)."""
     from crmcli.core import customers as customers_mod
     from crmcli.core.interactions import log_interaction
 
@@ -143,7 +155,7 @@ def winback(session: Session, ctx: StoreContext, *, min_rank: int, log: bool = F
     a = scan.assess(session, ctx)
     at_risk = [(int(cid), int(rank)) for cid, rank in zip(a.ids.tolist(), a.rank.tolist()) if rank >= min_rank]
     ids = [cid for cid, _r in at_risk]
-    counts = {"at_risk": len(ids), **dict.fromkeys(EXCLUSIONS, 0), "listed": 0, "logged": 0}
+    counts = {"at_risk": len(ids), **dict.fromkeys(EXCLUSIONS, 0), "listed": 0, "over_limit": 0, "logged": 0}
     if not ids:
         return WinbackResult(ctx.today, [], counts, a.skipped)
     tiers = tiers_of(session, ids)
@@ -197,6 +209,9 @@ def winback(session: Session, ctx: StoreContext, *, min_rank: int, log: bool = F
                      "clv_minor": clv.get(cid) if clv.get(cid, -1) >= 0 else None})
     tier_order = {"A": 0, "B": 1, "C": 2}
     rows.sort(key=lambda r: (-r["rank"], tier_order.get((r["tier"] or "").upper(), 3), -(r["clv_minor"] or 0), r["code"]))
+    if limit is not None and len(rows) > limit:
+        counts["over_limit"] = len(rows) - limit
+        rows = rows[:limit]
     counts["listed"] = len(rows)
     result = WinbackResult(ctx.today, rows, counts, a.skipped)
     if log and rows:
