@@ -60,6 +60,18 @@ def test_demo_builds_a_store_and_shows_a_card_and_a_summary(demo_dir):
     summary = out.split("Top customers by spend:")[1]
     assert next(line for line in summary.splitlines() if "DEMO" in line).split()[0] == top
 
+    # The card shows the other features' slots filled in: a tier and level, and a points balance that is the
+    # ledger's sum (the programme is on; the sales earned their points once each).
+    glance = next(line for line in out.splitlines() if "pts" in line)
+    assert "A · gold" in glance
+    earned = query(db, "SELECT count(*), count(DISTINCT purchase_id) FROM points_ledger WHERE kind = 'earn'")[0]
+    sales = query(db, "SELECT count(*) FROM purchase WHERE kind = 'sale'")[0][0]
+    assert earned == (sales, sales)
+    balance = query(db, "SELECT sum(points) FROM points_ledger WHERE customer_id = 1")[0][0]
+    assert f"{balance:,} pts" in glance
+    tiers = dict(query(db, "SELECT tier, count(*) FROM customer_class GROUP BY tier"))
+    assert set(tiers) == {"A", "B", "C"} and sum(tiers.values()) == n_customers
+
     # Running it again rebuilds the demo file (same counts, not doubled)
     again = crm("demo")
     assert again.exit_code == 0 and query(db, "SELECT count(*) FROM purchase")[0][0] == n_purchases

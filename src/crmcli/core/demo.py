@@ -29,6 +29,12 @@ def _read(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+# A loyalty programme and membership levels, so the demo card shows a tier, a level and a points balance.
+DEMO_SETTINGS = {"points.enabled": "true", "points.rate": "1", "points.expiry": "year-end:12",
+                 "points.birthday_bonus": "100"}
+DEMO_LEVELS = (("silver", "500", "2", "1.2"), ("gold", "1500", "5", "1.5"))
+
+
 def load(session: Session, ctx: StoreContext) -> dict[str, int]:
     counts = {"customers": 0, "purchases": 0, "interactions": 0}
     for row in _read("customers.csv"):
@@ -64,4 +70,19 @@ def load(session: Session, ctx: StoreContext) -> dict[str, int]:
     C, P = Customer.__table__, Purchase.__table__
     first = select(func.min(P.c.purchased_at)).where(P.c.customer_id == C.c.id).scalar_subquery()
     session.execute(update(C).where(exists().where(P.c.customer_id == C.c.id)).values(created_at=first))
+    _loyalty(session, ctx)
     return counts
+
+
+def _loyalty(session: Session, ctx: StoreContext) -> None:
+    """Switch the programme on after the sales are in: one set-based backfill (the same points, each sale dated
+    as it happened) is much quicker than earning sale by sale. Then classify everybody as of today."""
+    from crmcli.core import classify, levels, settings
+    from crmcli.core.points import earning
+
+    for key, value in DEMO_SETTINGS.items():
+        settings.set_value(session, key, value)
+    for name, threshold, discount, multiplier in DEMO_LEVELS:
+        levels.add_level(session, ctx, name=name, threshold=threshold, discount=discount, multiplier=multiplier)
+    earning.backfill(session, ctx)
+    classify.recompute(session, ctx)  # tiers, RFM segments, lifecycle stages and levels
