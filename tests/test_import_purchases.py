@@ -49,7 +49,9 @@ def test_purchases_by_code_or_phone_and_a_rerun_is_a_no_op(cli, tmp_path):
     again = imported(cli, "purchases", path)
     assert (again["created"], again["unchanged"]) == (0, 3)
     assert one(cli.db, "SELECT COUNT(*) FROM purchase") == 3
-    assert len([r for r in audit_rows(cli.db) if r["entity"] == "purchase"]) == 3
+    batches = [r for r in audit_rows(cli.db) if r["entity"] == "purchase"]
+    assert [(r["action"], r["after"]["count"], r["after"]["first_id"], r["after"]["last_id"]) for r in batches] == [
+        ("import-batch", 3, 1, 3)]
 
 
 def test_invalid_values_are_rejected_never_coerced(cli, tmp_path, unchanged):

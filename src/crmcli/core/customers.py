@@ -63,9 +63,12 @@ class CustomerInput:
 
 # ----------------------------------------------------------------------------------------- validation
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")  # control characters other than tab and newline
+
+
 def clean_text(value: str, field_name: str, *, max_len: int = MAX_TEXT) -> str:
     text = value.strip()
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in text):
+    if _CONTROL.search(text):
         raise InvalidInput(_("{field} contains control characters.").format(field=field_name), field=field_name,
                            value=value, hint=_("Remove them and try again."))
     if len(text) > max_len:

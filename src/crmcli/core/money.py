@@ -6,6 +6,7 @@ Currency precision and symbols come from Babel (CLDR data), so JPY has 0 decimal
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from decimal import Decimal, InvalidOperation
 
 from crmcli.errors import InvalidInput
@@ -21,7 +22,9 @@ def _short(text: object) -> str:
     return s if len(s) <= 40 else s[:37] + "…"
 
 
+@lru_cache(maxsize=None)
 def precision(currency: str) -> int:
+    # Cached: a bulk import asks once per amount, and Babel's lookup costs more than parsing the amount.
     from babel.numbers import get_currency_precision
 
     return int(get_currency_precision(currency))

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.core import audit, settings
@@ -25,6 +25,7 @@ from crmcli.core.io.importer import Options, Outcome, Row, RowError, next_id
 from crmcli.core.io.mapping import Plan
 from crmcli.errors import CrmError
 from crmcli.i18n import _
+from crmcli.store.bulk import insert_rows
 from crmcli.store.models import Consent, Preference
 
 CONSENT = Consent.__table__
@@ -290,10 +291,10 @@ class CustomerHandler:
                          tags=sorted(p.tags), preferences=p.prefs, consent=p.consent, import_id=self.run_id)
             entries.append({"entity": "customer", "entity_id": cid, "customer_id": cid, "action": "add", "after": after})
         s = self.session
-        s.execute(insert(C), customers)
-        for table, rows_ in ((CP, contacts), (TAG, tags), (CONSENT, consents), (PREF, prefs)):
+        for table, rows_ in ((C, customers), (CP, contacts), (TAG, tags), (CONSENT, consents), (PREF, prefs)):
             if rows_:
-                s.execute(insert(table), rows_)
+                columns = list(rows_[0])
+                insert_rows(s, table, columns, [tuple(r[c] for c in columns) for r in rows_])
         audit.record_many(s, entries)
 
     def _assign_codes(self, prepared: list[Prepared]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from crmcli.core import audit
@@ -18,10 +18,11 @@ from crmcli.core.customers import C, parse_channel
 from crmcli.core.dates import parse_date
 from crmcli.core.io import lookups
 from crmcli.core.io.import_purchases import text, when
-from crmcli.core.io.importer import Options, Outcome, Row, RowError, next_id
+from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
 from crmcli.errors import CrmError
 from crmcli.i18n import _
+from crmcli.store.bulk import insert_rows
 from crmcli.store.models import Interaction
 
 INTERACTION = Interaction.__table__
@@ -92,7 +93,6 @@ class InteractionHandler:
         original = dict(follow)
         outcomes: list[str | RowError] = []
         rows: list[dict[str, Any]] = []
-        entries: list[dict[str, Any]] = []
         now = utcnow()
         for (_row, p), cid in zip(batch, resolved):
             if isinstance(cid, RowError):
@@ -116,17 +116,18 @@ class InteractionHandler:
             rows.append({"id": iid, "customer_id": cid, "channel": p.channel, "summary": p.summary,
                          "outcome": p.outcome, "occurred_at": p.at, "next_date": p.next_date, "actor": self.actor,
                          "created_at": now, "import_id": self.run_id})
-            entries.append({"entity": "interaction", "entity_id": iid, "customer_id": cid, "action": "add",
-                            "before": {"next_follow_up": old},
-                            "after": {"channel": p.channel, "summary": p.summary, "outcome": p.outcome,
-                                      "next_date": p.next_date, "occurred_at": p.at,
-                                      "next_follow_up": follow[cid]}})
             outcomes.append(Outcome.CREATED)
         if rows:
-            self.session.execute(insert(INTERACTION), rows)
-            audit.record_many(self.session, entries)
+            columns = list(rows[0])
+            insert_rows(self.session, INTERACTION, columns, [tuple(r[c] for c in columns) for r in rows])
+            audit.record(self.session, **batch_audit("interaction", self.run_id, rows))
         changed = [{"cid": cid, "value": value} for cid, value in follow.items() if original[cid] != value]
         if changed:
+            # Follow-up moves are customer changes: one audit row each, as `crm customer log` records them.
+            audit.record_many(self.session, [{"entity": "customer", "entity_id": c["cid"], "customer_id": c["cid"],
+                                              "action": "follow-up", "before": {"next_follow_up": original[c["cid"]]},
+                                              "after": {"next_follow_up": c["value"], "import_id": self.run_id}}
+                                             for c in changed])
             self.session.execute(update(C).where(C.c.id == bindparam("cid")).values(
                 next_follow_up=bindparam("value"), updated_at=now), changed)
         return outcomes

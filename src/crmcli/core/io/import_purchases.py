@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from crmcli.core import audit
@@ -17,12 +17,13 @@ from crmcli.core.context import StoreContext
 from crmcli.core.customers import clean_text
 from crmcli.core.dates import _DMY, parse_datetime
 from crmcli.core.io import lookups
-from crmcli.core.io.importer import Options, Outcome, Row, RowError, next_id
+from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
 from crmcli.core.money import format_money, money_str, parse_amount
 from crmcli.core.purchases import P, _when, run_purchase_hooks
 from crmcli.errors import CrmError
 from crmcli.i18n import _
+from crmcli.store.bulk import insert_rows
 
 KINDS = {"sale": "sale", "refund": "refund", "销售": "sale", "退款": "refund", "return": "refund"}
 
@@ -90,6 +91,9 @@ class PurchaseHandler:
         self.next_id = next_id(session, P, "purchase")
         self.file_ids: dict[str, int] = {}  # the file's own id column → purchase id (links refunds in the file)
         self.keep_file_ids = plan is not None and "id" in plan.fields and "refund_of" in plan.fields
+        # Each distinct amount and time is validated once (a shop's file repeats them a lot); bounded caches.
+        self._amounts: dict[tuple[str, bool], int | CrmError] = {}
+        self._times: dict[str, tuple[datetime, date] | RowError] = {}
 
     def column_of(self, field_name: str | None) -> str | None:
         if field_name is None or self.plan is None:
@@ -110,12 +114,10 @@ class PurchaseHandler:
         shown = raw_amount.strip()
         if kind == "refund" and shown.startswith("-"):
             shown = shown[1:]  # crmcli's own export writes refunds as negative amounts
-        try:
-            # A free sale is allowed (as in `purchase add`); a refund of nothing is not.
-            amount = parse_amount(shown, self.ctx.currency, field="amount", allow_zero=kind == "sale")
-        except CrmError as e:
-            raise RowError.of(e, "amount", raw_amount) from None
-        at, on = when(f.get("purchased_at"), "purchased_at", self.ctx, self.options.date_format)
+        amount = self._amount(shown, kind == "sale")
+        if isinstance(amount, CrmError):
+            raise RowError.of(amount, "amount", raw_amount)
+        at, on = self._when(f.get("purchased_at"))
         raw_qty = f.get("quantity")
         quantity = 1
         if raw_qty is not None:
@@ -133,6 +135,36 @@ class PurchaseHandler:
                            _("Give the sale's order ref in a refund_of_ref column."))
         return prepared
 
+    def _amount(self, text: str, allow_zero: bool) -> int | CrmError:
+        key = (text, allow_zero)
+        found = self._amounts.get(key)
+        if found is None:
+            try:
+                # A free sale is allowed (as in `purchase add`); a refund of nothing is not.
+                found = parse_amount(text, self.ctx.currency, field="amount", allow_zero=allow_zero)
+            except CrmError as e:
+                found = e
+            if len(self._amounts) > 100_000:
+                self._amounts.clear()
+            self._amounts[key] = found
+        return found
+
+    def _when(self, raw: str | None) -> tuple[datetime, date]:
+        if raw is None:
+            return when(raw, "purchased_at", self.ctx, self.options.date_format)
+        found = self._times.get(raw)
+        if found is None:
+            try:
+                found = when(raw, "purchased_at", self.ctx, self.options.date_format)
+            except RowError as e:
+                found = e
+            if len(self._times) > 100_000:
+                self._times.clear()
+            self._times[raw] = found
+        if isinstance(found, RowError):
+            raise RowError(found.field, found.value, found.reason)
+        return found
+
     # ------------------------------------------------------------------------------------ the store
     def apply(self, batch: list[tuple[Row, Prepared]]) -> list[str | RowError]:
         resolver = lookups.Resolver(self.session)
@@ -141,7 +173,6 @@ class PurchaseHandler:
         existing = self._by_ref(refs)
         outcomes: list[str | RowError] = []
         rows: list[dict[str, Any]] = []
-        entries: list[dict[str, Any]] = []
         refunded: dict[int, int] = {}  # sale id → refunded so far (including this batch)
         now = utcnow()
         for row, p in batch:
@@ -165,15 +196,11 @@ class PurchaseHandler:
                 existing[p.ref] = values
             if self.keep_file_ids and p.file_id:
                 self.file_ids[p.file_id] = pid
-            entries.append({"entity": "purchase", "entity_id": pid, "customer_id": customer_id,
-                            "action": "add" if p.kind == "sale" else "refund",
-                            "after": {k: values[k] for k in ("kind", "amount_minor", "purchased_at", "product",
-                                                              "category", "quantity", "channel", "ref",
-                                                              "refund_of_id")}})
             outcomes.append(Outcome.CREATED)
         if rows:
-            self.session.execute(insert(P), rows)
-            audit.record_many(self.session, entries)
+            columns = list(rows[0])
+            insert_rows(self.session, P, columns, [tuple(r[c] for c in columns) for r in rows])
+            audit.record(self.session, **batch_audit("purchase", self.run_id, rows))
             run_purchase_hooks(self.session, [r["id"] for r in rows], self.ctx)
         return outcomes
 

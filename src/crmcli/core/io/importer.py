@@ -225,10 +225,22 @@ def history(session: Session, *, limit: int | None = None) -> list[dict[str, Any
              "undone_at": r.undone_at, "actor": r.actor} for r in session.execute(stmt)]
 
 
+def batch_audit(entity: str, run_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One audit row for a batch of imported purchases or interactions (not one per row: at millions of rows the
+    audit trail would cost more than the import). It names the import and the ids; the rows themselves carry
+    ``import_id`` and stay as imported (purchases and interactions are never edited)."""
+    ids = [int(r["id"]) for r in rows]
+    return {"entity": entity, "entity_id": None, "action": "import-batch",
+            "after": {"import_id": run_id, "count": len(ids), "first_id": min(ids), "last_id": max(ids),
+                      "ids_contiguous": max(ids) - min(ids) + 1 == len(ids)}}
+
+
 def next_id(session: Session, table: Any, entity: str) -> int:
     """The first free primary key (we hold the write lock, so ids can be assigned before executemany). Never
     an id the audit trail already mentions: after `crm import undo` the removed numbers are not reused."""
     top = session.execute(select(func.max(table.c.id))).scalar() or 0
     A = audit.AuditEntry.__table__
     mentioned = session.execute(select(func.max(A.c.entity_id)).where(A.c.entity == entity)).scalar() or 0
-    return int(max(top, mentioned)) + 1
+    batches = [json.loads(after or "{}").get("last_id") or 0 for (after,) in session.execute(
+        select(A.c.after).where(A.c.entity == entity, A.c.action == "import-batch").order_by(A.c.id.desc()).limit(1))]
+    return int(max(top, mentioned, *batches)) + 1

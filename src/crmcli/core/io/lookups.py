@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
 from crmcli.core.contacts import normalize_email, normalize_phone
@@ -38,7 +38,9 @@ def by_contact(session: Session, kind: str, values: Iterable[str]) -> dict[str, 
     """{phone or lower-cased e-mail: ids of the live customers that have it}."""
     out: dict[str, set[int]] = {}
     for part in _chunks(values):
-        column = CP.c.value.collate("NOCASE") if kind == "email" else CP.c.value
+        column = CP.c.value
+        if kind == "email":  # callers pass lower-cased e-mails; each dialect's case-folding index serves this
+            column = column.collate("NOCASE") if session.get_bind().dialect.name == "sqlite" else func.lower(column)
         stmt = (select(CP.c.value, CP.c.customer_id).join(C, C.c.id == CP.c.customer_id)
                 .where(CP.c.kind == kind, column.in_(part), LIVE))
         for value, cid in session.execute(stmt):

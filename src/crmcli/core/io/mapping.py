@@ -15,6 +15,8 @@ from crmcli.errors import InvalidInput
 from crmcli.i18n import _
 
 IGNORED = "-"
+# Shopify writes ids as '7393393393 so that spreadsheets keep every digit.
+_ID_FIELDS = {"code", "customer_code", "ref", "refund_of_ref", "phone", "customer_phone"}
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Plan:
     keep_extra: bool = False
     pref_keys: dict[int, str] = field(default_factory=dict)  # column → preference key (extras, preset prefs)
     duplicates: list[str] = field(default_factory=list)  # headers ignored because their field was already taken
+    _columns: list[tuple[int, str | None, str | None]] | None = field(default=None, repr=False)
 
     @property
     def unknown(self) -> list[str]:
@@ -53,23 +56,33 @@ class Plan:
         out: dict[str, Any] = {}
         prefs: dict[str, str] = {}
         empty = self.preset.empty if self.preset else ()
-        for i, f in enumerate(self.fields):
-            raw = cells[i] if i < len(cells) else ""
-            value = unescape(raw.strip())
-            if not value or (empty and value.casefold() in empty):
+        width = len(cells)
+        for i, f, pref in self._active():
+            if i >= width:
                 continue
-            if i in self.pref_keys:
-                prefs[self.pref_keys[i]] = value
+            value = cells[i].strip()
+            if not value:
                 continue
-            if not f or f == IGNORED:
+            if value[0] == "'":
+                value = unescape(value)
+                if f in _ID_FIELDS and value[0] == "'" and value[1:].isdigit():
+                    value = value[1:]
+            if empty and value.casefold() in empty:
                 continue
-            if f in _ID_FIELDS and value[0] == "'" and value[1:].isdigit():
-                value = value[1:]
-            if f in MULTI:
+            if pref is not None:
+                prefs[pref] = value
+            elif f in MULTI:
                 out.setdefault(f, []).append(value)
-            else:
-                out.setdefault(f, value)
+            elif f not in out:
+                out[f] = value
         return out, prefs
+
+    def _active(self) -> list[tuple[int, str | None, str | None]]:
+        """(column, field, preference key) of the columns that feed something, computed once."""
+        if self._columns is None:
+            self._columns = [(i, f, self.pref_keys.get(i)) for i, f in enumerate(self.fields)
+                             if i in self.pref_keys or (f and f != IGNORED)]
+        return self._columns
 
 
 def unescape(value: str) -> str:
@@ -80,8 +93,6 @@ def unescape(value: str) -> str:
     return value
 
 
-# Shopify writes ids as '7393393393 so that spreadsheets keep every digit.
-_ID_FIELDS = {"code", "customer_code", "ref", "refund_of_ref", "phone", "customer_phone"}
 
 
 def parse_map(items: list[str], kind: str) -> dict[str, str]:

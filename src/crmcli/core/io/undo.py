@@ -90,8 +90,9 @@ def undo(session: Session, run_id: int) -> dict[str, Any]:
             if run["kind"] == "purchases":
                 session.execute(delete(P).where(P.c.id.in_(part), P.c.kind == "refund"))
             session.execute(delete(table).where(table.c.id.in_(part)))
-        audit.record_many(session, [{"entity": entity, "entity_id": i, "customer_id": i if entity == "customer" else None,
-                                     "action": "import-undo", "before": {"import_id": run_id}} for i in ids])
+        if entity == "customer":  # each customer's own trail ends with its removal
+            audit.record_many(session, [{"entity": entity, "entity_id": i, "customer_id": i, "action": "import-undo",
+                                         "before": {"import_id": run_id}} for i in ids])
     else:
         removed_points = 0
     now = utcnow()

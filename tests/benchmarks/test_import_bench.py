@@ -1,0 +1,178 @@
+"""Import throughput against a floor measured in the same run (issue: CSV and vCard pipelines, "Scale").
+
+Generates, with a fixed seed, CRM_BENCH_CUSTOMERS customers (default 1,000,000) and CRM_BENCH_PURCHASES
+purchases (default 5,000,000) as CSV, then measures:
+
+* the floor: stdlib ``csv`` + ``sqlite3.executemany`` inserting the same rows (customers with their phone and
+  e-mail contact rows; purchases) into a copy of the same store, in one transaction, without validation;
+* ``crm import customers`` and ``crm import purchases`` (the real command, in a child process), which validate
+  every row (phone, e-mail, date, amount ...), write audit rows and run the purchase hooks.
+
+Prints rows/s, the ratio to the floor and the child's peak RSS. Aims (the issue's targets): purchases at least
+0.5x the floor, customers at least 0.3x; peak memory under 300 MB whatever the size. The test fails only on
+the memory bound or on rows not imported (timings depend on the machine); the figures go to
+docs/import-export.md.
+
+    CRM_BENCH_CUSTOMERS=100000 CRM_BENCH_PURCHASES=500000 pytest tests/benchmarks/test_import_bench.py -m benchmark -s
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+N_CUSTOMERS = int(os.environ.get("CRM_BENCH_CUSTOMERS", "1000000"))
+N_PURCHASES = int(os.environ.get("CRM_BENCH_PURCHASES", "5000000"))
+SEED = 20240301
+CRM = str(Path(sys.executable).with_name("crm"))
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "芳伟娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英"
+LATIN = ["Ann", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry"]
+CITIES = ["上海", "北京", "广州", "深圳", "杭州", "成都", "Wuhan", "Nanjing"]
+PRODUCTS = [("拿铁", "drinks"), ("美式", "drinks"), ("蛋糕", "bakery"), ("可颂", "bakery"), ("Tea", "drinks")]
+MOBILE = ["138", "139", "135", "158", "186", "177", "150", "188"]
+
+
+def generate(folder: Path) -> tuple[Path, Path]:
+    rnd = random.Random(SEED)
+    customers = folder / "customers.csv"
+    with open(customers, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["姓名", "手机", "邮箱", "城市", "生日", "标签"])
+        for i in range(N_CUSTOMERS):
+            if rnd.random() < 0.7:
+                name = rnd.choice(SURNAMES) + "".join(rnd.choice(GIVEN) for _ in range(rnd.randint(1, 2)))
+            else:
+                name = f"{rnd.choice(LATIN)} {rnd.choice(LATIN)}son"
+            phone = MOBILE[i % len(MOBILE)] + f"{i:08d}"
+            email = f"user{i}.{rnd.randint(0, 99)}@example{i % 97}.com" if rnd.random() < 0.8 else ""
+            birthday = f"{rnd.randint(1950, 2005)}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}"
+            tags = "vip" if rnd.random() < 0.1 else ""
+            w.writerow([name, phone, email, rnd.choice(CITIES), birthday, tags])
+    purchases = folder / "purchases.csv"
+    with open(purchases, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["订单号", "客户编号", "金额", "下单时间", "商品", "品类"])
+        for i in range(N_PURCHASES):
+            product, category = rnd.choice(PRODUCTS)
+            w.writerow([f"ORD{i:09d}", f"C{rnd.randint(1, N_CUSTOMERS):06d}",
+                        f"{rnd.randint(5, 500)}.{rnd.randint(0, 99):02d}",
+                        f"2023-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d} {rnd.randint(8, 21):02d}:{rnd.randint(0, 59):02d}",
+                        product, category])
+    return customers, purchases
+
+
+def floor_customers(db: Path, path: Path) -> float:
+    conn = sqlite3.connect(db, isolation_level=None)
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    start = time.perf_counter()
+    conn.execute("BEGIN")
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        customers, contacts = [], []
+        for i, (name, phone, email, city, birthday, _tags) in enumerate(reader, 1):
+            customers.append((i, f"C{i:06d}", name, city, birthday, now, now))
+            contacts.append((i, "phone", phone, 0))
+            if email:
+                contacts.append((i, "email", email, 1))
+            if len(customers) >= 10000:
+                _flush_customers(conn, customers, contacts)
+        _flush_customers(conn, customers, contacts)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def _flush_customers(conn: sqlite3.Connection, customers: list, contacts: list) -> None:
+    conn.executemany("INSERT INTO customer (id, code, name, city, birthday, created_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", customers)
+    conn.executemany("INSERT INTO contact_point (customer_id, kind, value, position) VALUES (?, ?, ?, ?)", contacts)
+    customers.clear()
+    contacts.clear()
+
+
+def floor_purchases(db: Path, path: Path) -> float:
+    conn = sqlite3.connect(db, isolation_level=None)
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    start = time.perf_counter()
+    ids = dict(conn.execute("SELECT code, id FROM customer"))
+    conn.execute("BEGIN")
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for ref, code, amount, at, product, category in reader:
+            rows.append((ids[code], "sale", int(amount.replace(".", "")), at, at[:10], product, category, 1, ref, now))
+            if len(rows) >= 10000:
+                _flush_purchases(conn, rows)
+        _flush_purchases(conn, rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def _flush_purchases(conn: sqlite3.Connection, rows: list) -> None:
+    conn.executemany("INSERT INTO purchase (customer_id, kind, amount_minor, purchased_at, purchased_on, product, "
+                     "category, quantity, ref, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    rows.clear()
+
+
+def crm(db: Path, *args: str) -> tuple[float, float, str]:
+    """Run the real command; (seconds, peak RSS in MB of that child, stderr)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([CRM, "--db", str(db), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "CRM_LANG": "en"})
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, err
+    return elapsed, usage.ru_maxrss / 1024, err
+
+
+def report(what: str, rows: int, floor: float, ours: float, rss: float, aim: float) -> None:
+    ratio = floor / ours
+    print(f"\n{what}: {rows:,} rows | floor {floor:.1f} s ({rows / floor:,.0f} rows/s) | crm import {ours:.1f} s "
+          f"({rows / ours:,.0f} rows/s) | ratio {ratio:.2f}x (aim >= {aim}x: {'met' if ratio >= aim else 'NOT met'})"
+          f" | peak RSS {rss:.0f} MB")
+
+
+def test_import_throughput(tmp_path: Path) -> None:
+    customers_csv, purchases_csv = generate(tmp_path)
+    base = tmp_path / "base.sqlite"
+    subprocess.run([CRM, "--db", str(base), "init", "--currency", "CNY", "--region", "CN", "--timezone",
+                    "Asia/Shanghai"], check=True, capture_output=True)
+    floor_db, ours_db = tmp_path / "floor.sqlite", tmp_path / "ours.sqlite"
+    shutil.copy2(base, floor_db)
+    shutil.copy2(base, ours_db)
+
+    floor_c = floor_customers(floor_db, customers_csv)
+    ours_c, rss_c, _err = crm(ours_db, "import", "customers", str(customers_csv))
+    report("customers", N_CUSTOMERS, floor_c, ours_c, rss_c, 0.3)
+    conn = sqlite3.connect(ours_db)
+    assert conn.execute("SELECT COUNT(*) FROM customer").fetchone()[0] == N_CUSTOMERS
+    conn.close()
+
+    floor_p = floor_purchases(floor_db, purchases_csv)
+    ours_p, rss_p, _err = crm(ours_db, "import", "purchases", str(purchases_csv))
+    report("purchases", N_PURCHASES, floor_p, ours_p, rss_p, 0.5)
+    conn = sqlite3.connect(ours_db)
+    assert conn.execute("SELECT COUNT(*) FROM purchase").fetchone()[0] == N_PURCHASES
+    conn.close()
+    assert rss_c < 300 and rss_p < 300, (rss_c, rss_p)
