@@ -498,16 +498,16 @@ def test_redeem_more_than_spendable_is_refused_with_the_balance(cli, unchanged):
 
 
 BAD_INPUTS = [
-    (["redeem", "C000001", "0"], 5, "must not be zero"),
+    (["redeem", "C000001", "0"], 5, "The number of points for redeem must not be zero"),
     (["redeem", "C000001", "-5"], 5, "not a number of points"),
-    (["redeem", "C000001", "1.5"], 5, "not a number of points"),
+    (["redeem", "C000001", "1.5"], 5, "'1.5' is not a number of points for redeem."),
     (["redeem", "C000001", "lots"], 5, "not a number of points"),
     (["redeem", "C999999", "5"], 3, "No customer"),
-    (["earn", "C000001", "+x"], 5, "not a number of points"),
+    (["earn", "C000001", "+x"], 5, "'+x' is not a number of points for earn."),
     (["adjust", "C000001", "-5"], 5, "reason is required"),
     (["adjust", "C000001", "5", "--reason", " "], 5, "reason is required"),
     (["adjust", "C000001", "-101", "--reason", "oops"], 5, "only 100 are there"),
-    (["adjust", "C000001", "0", "--reason", "oops"], 5, "must not be zero"),
+    (["adjust", "C000001", "0", "--reason", "oops"], 5, "points for adjust must not be zero"),
     (["earn", "C000001", "5", "--expires", "2020-01-01"], 5, "in the past"),
     (["rules", "set", "rate", "-1"], 5, "not valid for points.rate"),
     (["rules", "set", "expiry", "soon"], 5, "not valid for points.expiry"),

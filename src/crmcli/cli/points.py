@@ -203,7 +203,7 @@ def earn(customer: CustomerArg,
     from crmcli.core import customers
     from crmcli.core.points import operations
 
-    n = operations.parse_points(points)
+    n = operations.parse_points(points, field="earn")  # "... for earn", not "... for points"
     cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
@@ -226,7 +226,7 @@ def redeem(customer: CustomerArg,
     from crmcli.core import customers
     from crmcli.core.points import operations
 
-    n = operations.parse_points(points)
+    n = operations.parse_points(points, field="redeem")
     cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
@@ -244,7 +244,7 @@ def adjust(customer: CustomerArg,
     from crmcli.core import customers
     from crmcli.core.points import operations
 
-    n = operations.parse_points(points, signed=True)
+    n = operations.parse_points(points, signed=True, field="adjust")
     operations.clean_reason(reason, required=True)
     cid = choose_customer(customer)
     with state().store().write() as session:
