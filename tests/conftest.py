@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 from keyring.backend import KeyringBackend  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+import pg_support  # noqa: E402
 from crmcli.cli.app import app  # noqa: E402
 
 
@@ -72,8 +73,14 @@ class Cli:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "shop.sqlite"
+def db_path(tmp_path: Path) -> Iterator[Any]:
+    """The test's store: a file in tmp_path, or a fresh PostgreSQL database with CRM_TEST_PG (pg_support.py)."""
+    if pg_support.PG_URL:
+        db = pg_support.new_database()
+        yield db
+        pg_support.drop_database(db)
+    else:
+        yield tmp_path / "shop.sqlite"
 
 
 @pytest.fixture
@@ -97,6 +104,9 @@ def snapshot_db(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to assert that a failed command changed nothing."""
     import sqlite3
 
+    if isinstance(path, pg_support.PgDb):
+        return pg_support.snapshot(path)
+
     conn = sqlite3.connect(path)
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
@@ -118,3 +128,8 @@ def unchanged(db_path: Path) -> Callable[[], Any]:
         return check
 
     return take
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if pg_support.PG_URL:
+        pg_support.drop_all_mine()

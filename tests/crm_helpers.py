@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pg_support
+
 
 def fails(cli: Any, code: int, *args: str, says: tuple[str, ...] | list[str] = (), input: str | None = None) -> str:
     """Run a command that must fail: the exit code, one 'Error: ...' line on stderr containing every
@@ -25,6 +27,8 @@ def fails(cli: Any, code: int, *args: str, says: tuple[str, ...] | list[str] = (
 
 def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Rows straight from the store file (no crmcli code involved)."""
+    if isinstance(db, pg_support.PgDb):
+        return pg_support.query(db, sql, params)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         return conn.execute(sql, params).fetchall()
@@ -41,13 +45,16 @@ def one(db: Path, sql: str, *params: Any) -> Any:
 def audit_rows(db: Path, action: str | None = None) -> list[dict[str, Any]]:
     import json
 
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        sql = "SELECT * FROM audit" + (" WHERE action = ?" if action else "") + " ORDER BY id"
-        rows = [dict(r) for r in conn.execute(sql, (action,) if action else ())]
-    finally:
-        conn.close()
+    sql = "SELECT * FROM audit" + (" WHERE action = ?" if action else "") + " ORDER BY id"
+    if isinstance(db, pg_support.PgDb):
+        rows = pg_support.dict_rows(db, sql, (action,) if action else ())
+    else:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            rows = [dict(r) for r in conn.execute(sql, (action,) if action else ())]
+        finally:
+            conn.close()
     for r in rows:
         r["before"] = json.loads(r["before"]) if r["before"] else None
         r["after"] = json.loads(r["after"]) if r["after"] else None
@@ -90,7 +97,7 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     previous = keyring.get_keyring()
     keyring.set_keyring(backend)
     try:
-        path = tmp_path_factory.mktemp("template") / "template.sqlite"
+        path = pg_support.new_database() if pg_support.PG_URL else tmp_path_factory.mktemp("template") / "template.sqlite"
         Cli(path).ok("init", "--currency", "CNY", "--region", "CN", "--timezone", "Asia/Shanghai")
     finally:
         keyring.set_keyring(previous)
@@ -103,12 +110,10 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
 def cli(db_path: Path, template_store: tuple[Path, dict[Any, str]], memory_keyring: Any) -> Any:
     """Same as conftest's ``cli`` (a fresh initialised store), but a copy of a template instead of a new
     `crm init` each time (which costs ~0.5 s once every feature's migrations exist)."""
-    import shutil
-
     from conftest import Cli
 
     template, secrets = template_store
-    shutil.copy2(template, db_path)  # keeps the 0600 mode
+    pg_support.copy_store(template, db_path)  # a file copy keeps the 0600 mode
     memory_keyring.data.update(secrets)
     return Cli(db_path)
 
@@ -119,16 +124,14 @@ _built: dict[str, Path] = {}
 def from_template(name: str, cli: Any, tmp_path_factory: pytest.TempPathFactory, build: Any) -> Any:
     """Give ``cli`` a store prepared by ``build(cli)``, built once per test run under ``name`` and copied
     for each test (tests that only read a prepared shop then cost a file copy, not a dozen commands)."""
-    import shutil
-
     from conftest import Cli
 
     if name not in _built:
-        path = tmp_path_factory.mktemp(name) / "built.sqlite"
-        shutil.copy2(cli.db, path)
+        path = pg_support.new_database() if pg_support.PG_URL else tmp_path_factory.mktemp(name) / "built.sqlite"
+        pg_support.copy_store(cli.db, path)
         build(Cli(path))
         for suffix in ("-wal", "-shm"):
             assert not Path(f"{path}{suffix}").exists(), "the built store was not closed cleanly"
         _built[name] = path
-    shutil.copy2(_built[name], cli.db)
+    pg_support.copy_store(_built[name], cli.db)
     return cli

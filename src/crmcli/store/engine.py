@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from crmcli.errors import StoreError
 from crmcli.i18n import _
-from crmcli.store import migrations
+from crmcli.store import migrations, postgres
 from crmcli.store.keys import connect, db_errors, is_encrypted, unlock_connection
 
 BUSY_TIMEOUT_MS = 15_000
@@ -195,6 +195,8 @@ def open_store(location: str | None = None, *, create: bool = False, migrate: bo
     if key is not None:
         assert path is not None
         engine = _sqlcipher_engine(path, key, first_conn)
+    elif path is None and postgres.is_postgres_url(url):
+        engine = postgres.create_engine(url)
     else:
         engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":

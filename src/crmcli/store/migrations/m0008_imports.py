@@ -34,4 +34,8 @@ def upgrade(conn: Connection) -> None:
     md.create_all(conn)
     # COLLATE NOCASE folds ASCII case exactly like lower() (SQLite without ICU), and the index is used by
     # `value COLLATE NOCASE IN (...)`.
+    if conn.dialect.name == "postgresql":
+        # PostgreSQL has no NOCASE collation: an expression index on lower(value) serves lower(value) IN (...).
+        conn.execute(sa.text("CREATE INDEX ix_contact_point_kind_value_nocase ON contact_point (kind, lower(value))"))
+        return
     conn.execute(sa.text("CREATE INDEX ix_contact_point_kind_value_nocase ON contact_point (kind, value COLLATE NOCASE)"))

@@ -1,0 +1,121 @@
+"""PostgreSQL stores: ``--db postgresql+psycopg://user@host[:port]/dbname`` (or ``CRM_DB``).
+
+The password is never stored by crmcli: it comes from the URL itself, from libpq's own sources
+(``PGPASSWORD``, ``~/.pgpass``, ``PGSERVICE``; psycopg reads them) or, when none of those is given,
+from the system keyring (service ``crmcli-postgres``, user name = the URL without its password, e.g.
+``postgresql+psycopg://shop@db.example/crm``).
+
+Writers: SQLite serialises writers with ``BEGIN IMMEDIATE``; on PostgreSQL every write transaction
+starts by taking one transaction-scoped advisory lock (:data:`WRITER_LOCK`). The audit trail is a hash
+chain (each row hashes the previous one), so two mutations can never append concurrently anyway, and a
+transaction that holds the lock reads every change committed before it (READ COMMITTED takes a fresh
+snapshot per statement): a points redemption checks the balance it spends, so parallel tills never
+double-spend and never lose an update. Readers take no lock.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine.url import URL
+
+KEYRING_SERVICE = "crmcli-postgres"
+# Any constant shared by every crmcli process; "crm" in ASCII, so it is recognisable in pg_locks.
+WRITER_LOCK = 0x63726D
+STATEMENT_LOCK_TIMEOUT_MS = 15_000  # the same patience as SQLite's busy timeout
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def normalize(location: str) -> URL:
+    """The SQLAlchemy URL with the psycopg 3 driver (``postgresql://`` and ``postgres://`` accepted)."""
+    url = make_url(location.replace("postgres://", "postgresql://", 1) if location.startswith("postgres://") else location)
+    if url.drivername in ("postgresql", "postgresql+psycopg"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def keyring_user(url: URL) -> str:
+    return url.set(password=None).render_as_string(hide_password=False)
+
+
+def keyring_password(url: URL) -> str | None:
+    """The password kept in the keyring for this URL, only when neither the URL nor libpq has one."""
+    if url.password is not None or os.environ.get("PGPASSWORD") or os.environ.get("PGPASSFILE") \
+            or os.path.exists(os.path.expanduser("~/.pgpass")):
+        return None
+    from crmcli.store.keys import _keyring
+
+    kr = _keyring()
+    if kr is None:
+        return None
+    try:
+        return kr.get_password(KEYRING_SERVICE, keyring_user(url))  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - a failing keyring backend means "no password there"
+        return None
+
+
+def create_engine(location: str) -> Engine:
+    url = normalize(location)
+    password = keyring_password(url)
+    if password is not None:
+        url = url.set(password=password)
+    # Timestamps come back in UTC (columns are timestamptz), as the SQLite store gives them; libpq options
+    # given in the URL (e.g. ?options=-csearch_path%3Dbranch2 for a store in its own schema) are kept.
+    options = " ".join(filter(None, [url.query.get("options"), "-c timezone=UTC"]))  # type: ignore[list-item]
+    url = url.difference_update_query(["options"])
+    engine = sa.create_engine(url, connect_args={"options": options})
+    configure(engine)
+    return engine
+
+
+def configure(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("crm_begin") == "IMMEDIATE":
+            take_writer_lock(conn)
+
+
+def take_writer_lock(conn: Connection) -> None:
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {STATEMENT_LOCK_TIMEOUT_MS}")
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+
+
+def table_names(conn: Connection) -> list[str]:
+    """Tables in the connection's schema search path (what SQLAlchemy's inspector calls the default schema)."""
+    return sa.inspect(conn).get_table_names()
+
+
+def reset_sequences(conn: Connection, tables: list[str]) -> None:
+    """After rows were inserted with explicit ids (a copy), move each serial sequence past the largest id."""
+    for table in tables:
+        cols = [c for c in sa.inspect(conn).get_columns(table) if c.get("autoincrement") is True
+                or (c.get("default") or "").startswith("nextval(")]
+        for col in cols:
+            seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%s, %s)", (f'"{table}"', col["name"])).scalar()
+            if seq:
+                conn.exec_driver_sql(
+                    f'SELECT setval(%s, COALESCE((SELECT MAX("{col["name"]}") FROM "{table}"), 0) + 1, false)', (seq,))
+
+
+def dump_command(url: URL) -> list[str]:
+    """pg_dump arguments for a custom-format dump of this database (the password goes via PGPASSWORD)."""
+    args = ["pg_dump", "--format=custom", "--no-owner"]
+    if url.host:
+        args += ["--host", url.host]
+    if url.port:
+        args += ["--port", str(url.port)]
+    if url.username:
+        args += ["--username", url.username]
+    args += ["--dbname", url.database or ""]
+    return args
+
+
+def server_version(engine: Engine) -> Any:
+    return engine.dialect.server_version_info

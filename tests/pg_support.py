@@ -1,0 +1,211 @@
+"""The switch that runs the suite against PostgreSQL: ``CRM_TEST_PG=postgresql+psycopg://USER@HOST/DB``.
+
+With it set, the ``db_path`` fixture gives each test a fresh schema in that database (its store URL sets
+``search_path`` to it; CREATE DATABASE costs seconds per test, a schema almost nothing) instead of a
+file; copying a prepared store (the template fixtures) replays the migrations' DDL into the new schema
+and copies every row. The direct-read helpers (``query``, ``one``, ``audit_rows``, ``snapshot_db``) read
+that schema and return values in the form the stdlib ``sqlite3`` module gives for the same store
+(timestamps as SQLAlchemy's SQLite text, booleans as 0/1, JSON as text), so assertions written against
+the file hold unchanged. Tests about the file itself (encryption, file modes, file backups) skip on
+PostgreSQL with their reason (``FILE_ONLY`` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any
+
+PG_URL = os.environ.get("CRM_TEST_PG") or None
+_counter = itertools.count()
+
+
+class PgDb(str):
+    """A test store on PostgreSQL: the ``--db`` URL string (its search_path names the test's own schema);
+    ``.name`` is the schema."""
+
+    name: str
+
+    def __new__(cls, url: str, name: str) -> "PgDb":
+        obj = super().__new__(cls, url)
+        obj.name = name
+        return obj
+
+
+def _url_parts() -> Any:
+    from sqlalchemy.engine import make_url
+
+    assert PG_URL is not None
+    return make_url(PG_URL)
+
+
+def _conninfo() -> str:
+    url = _url_parts()
+    parts = {"host": url.host or "localhost", "port": url.port or 5432, "user": url.username,
+             "password": url.password, "dbname": url.database or "postgres"}
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+
+def connect(schema: str | None = None, **kwargs: Any) -> Any:
+    import psycopg
+
+    options = "-c timezone=UTC" + (f" -c search_path={schema}" if schema else "")
+    return psycopg.connect(_conninfo(), autocommit=True, options=options, **kwargs)
+
+
+def url_for(schema: str) -> str:
+    url = _url_parts().set(drivername="postgresql+psycopg").update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)  # type: ignore[no-any-return]
+
+
+def new_database() -> PgDb:
+    """A fresh, empty schema in the CRM_TEST_PG database (CREATE DATABASE costs seconds, a schema nothing)."""
+    name = f"crmt_{os.getpid()}_{next(_counter)}"
+    with connect() as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    return PgDb(url_for(name), name)
+
+
+def drop_database(db: PgDb) -> None:
+    with connect() as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{db.name}" CASCADE')
+
+
+_ddl: list[str] = []
+
+
+def _schema_ddl() -> list[str]:
+    """The DDL the migrations run, recorded once by migrating a scratch schema (the same statements
+    `crm init` runs, so a copy has exactly the store's schema)."""
+    if not _ddl:
+        from sqlalchemy import event
+
+        from crmcli.store.engine import migrate_store, open_store
+
+        scratch = new_database()
+        store = open_store(str(scratch), migrate=False)
+
+        @event.listens_for(store.engine, "before_cursor_execute")
+        def _record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+            if statement.lstrip().split(None, 1)[0].upper() in ("CREATE", "ALTER", "DROP", "COMMENT"):
+                assert not params, statement  # DDL carries no parameters
+                _ddl.append(statement)
+
+        migrate_store(store)
+        store.dispose()
+        drop_database(scratch)
+    return _ddl
+
+
+def copy_store(src: Any, dst: Any) -> None:
+    """``shutil.copy2(src, dst)`` for store files; for PostgreSQL test stores, dst's schema becomes a copy
+    of src's: the migrations' DDL, then every row (in foreign-key order) and the id sequences."""
+    if not isinstance(dst, PgDb):
+        import shutil
+
+        shutil.copy2(src, dst)
+        return
+    assert isinstance(src, PgDb), (src, dst)
+    ddl = _schema_ddl()
+    with connect(dst.name) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{dst.name}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{dst.name}"')
+        with conn.transaction():
+            for statement in ddl:
+                conn.execute(statement)
+            for table in _table_order(conn):
+                conn.execute(f'INSERT INTO "{table}" SELECT * FROM "{src.name}"."{table}"')
+            for table, column in _serials(conn):
+                conn.execute(f"SELECT setval(pg_get_serial_sequence(%s, %s), "
+                             f'COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)', (f'"{table}"', column))
+
+
+_order: list[str] = []
+_serial: list[tuple[str, str]] = []
+
+
+def _table_order(conn: Any) -> list[str]:
+    """Tables of the current schema, parents before children (computed once: every copy has one schema)."""
+    if not _order:
+        fks = conn.execute(
+            "SELECT tc.relname, rc.relname FROM pg_constraint c JOIN pg_class tc ON tc.oid = c.conrelid "
+            "JOIN pg_class rc ON rc.oid = c.confrelid WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace"
+        ).fetchall()
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1")]
+        parents = {t: {p for c, p in fks if c == t and p != t} for t in tables}
+        done: list[str] = []
+        while len(done) < len(tables):
+            ready = [t for t in tables if t not in done and parents[t] <= set(done)]
+            assert ready, "foreign-key cycle between tables"
+            done.extend(ready)
+        _order.extend(done)
+    return _order
+
+
+def _serials(conn: Any) -> list[tuple[str, str]]:
+    if not _serial:
+        _serial.extend(conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND column_default LIKE 'nextval(%%'").fetchall())
+    return _serial
+
+
+# ----------------------------------------------------------------------------- reads shaped like sqlite3's
+
+def _like_sqlite(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, time):
+        return value.strftime("%H:%M:%S.%f")
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+_QMARK = re.compile(r"\?")
+
+
+def pg_sql(sql: str) -> str:
+    """sqlite3's ``?`` placeholders as psycopg's ``%s`` (a literal % doubled first)."""
+    return _QMARK.sub("%s", sql.replace("%", "%%"))
+
+
+def query(db: PgDb, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with connect(db.name) as conn:
+        rows = conn.execute(pg_sql(sql), params).fetchall()
+    return [tuple(_like_sqlite(v) for v in row) for row in rows]
+
+
+def dict_rows(db: PgDb, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    with connect(db.name, row_factory=dict_row) as conn:
+        rows = conn.execute(pg_sql(sql), params).fetchall()
+    return [{k: _like_sqlite(v) for k, v in row.items()} for row in rows]
+
+
+def snapshot(db: PgDb) -> dict[str, list[tuple[Any, ...]]]:
+    tables = [r[0] for r in query(db, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
+    return {t: sorted(query(db, f'SELECT * FROM "{t}"'), key=repr) for t in tables}
+
+
+def drop_all_mine() -> None:
+    """Drop every schema this test process created (templates included)."""
+    with connect() as conn:
+        names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+                                            (f"crmt\\_{os.getpid()}\\_%",))]
+        for name in names:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
