@@ -16,6 +16,9 @@ from crm_helpers import cli, fails, fast_cli, from_template, template_store  # n
 from crmcli.store import keys
 
 AS_OF = "2024-06-15"
+# Raw 256-bit keys open instantly; passphrases go through SQLCipher's slow key derivation (one test uses one).
+RAW = "x'" + "ab" * 32 + "'"
+OTHER_RAW = "x'" + "cd" * 32 + "'"
 
 
 def build(cli: Any) -> None:
@@ -87,7 +90,7 @@ def test_writes_on_an_encrypted_store_are_kept(shop, db_path, memory_keyring):
 
 def test_missing_and_wrong_keys_are_clear_errors(shop, db_path, memory_keyring, monkeypatch):
     cli = shop
-    monkeypatch.setenv("CRM_DB_KEY", "correct horse battery staple")
+    monkeypatch.setenv("CRM_DB_KEY", RAW)
     cli.ok("db", "encrypt")
     assert not memory_keyring.data.get(("crmcli", str(db_path.absolute())))  # a given key is not copied anywhere
     assert len(cli.json("customer", "list")) == 2
@@ -95,12 +98,12 @@ def test_missing_and_wrong_keys_are_clear_errors(shop, db_path, memory_keyring, 
     error = fails(cli, 1, "customer", "list", says=["is encrypted and no key was found"])
     for option in ("system keyring", "CRM_DB_KEY", "--key-file FILE"):
         assert option in error
-    monkeypatch.setenv("CRM_DB_KEY", "wrong")
+    monkeypatch.setenv("CRM_DB_KEY", OTHER_RAW)
     fails(cli, 1, "customer", "list", says=["Wrong key", "CRM_DB_KEY", str(db_path.absolute())])
     fails(cli, 1, "db", "check", says=["Wrong key"])
     # a stale keyring entry does not hide a right key given by hand
     memory_keyring.data[("crmcli", str(db_path.absolute()))] = "stale"
-    monkeypatch.setenv("CRM_DB_KEY", "correct horse battery staple")
+    monkeypatch.setenv("CRM_DB_KEY", RAW)
     assert len(cli.json("customer", "list")) == 2
 
 
@@ -145,11 +148,11 @@ def test_rekey_to_a_new_keyring_key_and_to_a_key_file(shop, db_path, tmp_path, m
     second = memory_keyring.data[entry]
     assert second != first and keys.opens(db_path, second) and not keys.opens(db_path, first)
     new = tmp_path / "new.key"
-    new.write_text("new secret")
+    new.write_text(OTHER_RAW + "\n")
     new.chmod(0o600)
     cli.ok("db", "rekey", "--new-key-file", str(new))
     assert entry not in memory_keyring.data  # the keyring would hold the old key
-    assert keys.opens(db_path, "new secret") and not keys.opens(db_path, second)
+    assert keys.opens(db_path, OTHER_RAW) and not keys.opens(db_path, second)
     assert len(cli.json("--key-file", str(new), "customer", "list")) == 2
     fails(cli, 4, "db", "encrypt", "--key-file", str(new), says=["already encrypted"])
     cli.ok("--key-file", str(new), "db", "decrypt")

@@ -14,7 +14,7 @@ from crm_helpers import audit_rows, cli, fails, fast_cli, from_template, one, qu
 
 AS_OF = "2024-06-15"
 PERSONAL = ("Ann Lee", "8613800138000", "13800138000", "ann@example.com", "ann_wx", "上海", "ACME", "Main St 1",
-            "prefers mornings", "oat milk", "asked about beans", "cup was cracked", "lovely staff", "size=M", "M")
+            "prefers mornings", "oat milk", "asked about beans", "cup was cracked", "lovely staff", "size=M")
 
 
 def build(cli: Any) -> None:
