@@ -509,6 +509,7 @@ BAD_INPUTS = [
     (["adjust", "C000001", "-101", "--reason", "oops"], 5, "only 100 are there"),
     (["adjust", "C000001", "0", "--reason", "oops"], 5, "points for adjust must not be zero"),
     (["earn", "C000001", "5", "--expires", "2020-01-01"], 5, "in the past"),
+    (["earn", "C000001", "5", "--expires", "2030-01-01", "--never-expires"], 2, "contradict each other"),
     (["rules", "set", "rate", "-1"], 5, "not valid for points.rate"),
     (["rules", "set", "expiry", "soon"], 5, "not valid for points.expiry"),
     (["rules", "set", "category.coffee", "x"], 5, "not valid"),

@@ -204,6 +204,10 @@ def earn(customer: CustomerArg,
     from crmcli.core.points import operations
 
     n = operations.parse_points(points, field="earn")  # "... for earn", not "... for points"
+    if expires is not None and never:
+        from crmcli.errors import UsageError
+
+        raise UsageError(_("--expires and --never-expires contradict each other."), hint=_("Give one of them."))
     cid = choose_customer(customer)
     with state().store().write() as session:
         ctx = store_context(session, as_of)
