@@ -170,3 +170,35 @@ def test_payload_digest_needs_the_salt():
     digest = audit.payload_digest("00" * 16, None, '{"phone": "+8613800138000"}')
     assert digest != hashlib.sha256(b'{"phone": "+8613800138000"}').hexdigest()
     assert digest != audit.payload_digest(None, None, '{"phone": "+8613800138000"}')
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+payloads = st.one_of(st.none(), st.dictionaries(st.sampled_from(["name", "city", "amount_minor", "notes", "x"]),
+                                                st.one_of(st.text(max_size=8), st.integers(), st.none()), max_size=3))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(st.tuples(payloads, payloads, st.sampled_from([None, 1, 2])), min_size=2, max_size=8),
+       pick=st.integers(min_value=0), field=st.sampled_from(["before", "after", "actor", "customer_id", "entity_id"]))
+def test_any_edit_of_any_row_is_named(store, entries, pick, field):
+    """Property: on a trail of random rows, changing one field of any one row makes verify name that row."""
+    table = audit.AuditEntry.__table__
+    with store.write() as session:
+        session.execute(table.delete())
+        audit.record_many(session, [dict(entity="t", entity_id=i, customer_id=c, action="a", before=b, after=a)
+                                    for i, (b, a, c) in enumerate(entries)])
+    with store.read() as session:
+        assert audit.verify(session) is None
+        ids = [r[0] for r in session.execute(table.select().with_only_columns(table.c.id).order_by(table.c.id))]
+    target = ids[pick % len(ids)]
+    with store.write() as session:
+        row = session.execute(table.select().where(table.c.id == target)).mappings().one()
+        changed = {"before": '{"tampered": 1}', "after": '{"tampered": 2}', "actor": row["actor"] + "!",
+                   "customer_id": (row["customer_id"] or 0) + 7, "entity_id": (row["entity_id"] or 0) + 7}[field]
+        if changed == row[field]:
+            changed = '{"tampered": 3}'
+        session.execute(table.update().where(table.c.id == target).values({field: changed}))
+    with store.read() as session:
+        assert audit.verify(session) == target
