@@ -82,6 +82,33 @@ def translate(message: str, language: str) -> str:
     return _others[language].gettext(message) or message
 
 
+class Message(str):
+    """A sentence kept in English as data (JSON, CSV: the same bytes in every language) and translated only
+    where people read it (tables, the terminal): ``Message(N_("turns {age}"), age=36)``.
+
+    ``str(m)`` and ``json.dumps`` give the English text; ``m.translated()`` (``cli/output.py`` does this for
+    table cells) gives it in the interface language. Arguments that are Messages are translated too."""
+
+    msgid: str
+    args: dict[str, object]
+
+    def __new__(cls, msgid: str, /, **args: object) -> "Message":
+        made = super().__new__(cls, msgid.format(**args) if args else msgid)
+        made.msgid = msgid
+        made.args = args
+        return made
+
+    def translated(self) -> str:
+        args = {k: v.translated() if isinstance(v, Message) else v for k, v in self.args.items()}
+        text = _(self.msgid)
+        return text.format(**args) if args else text
+
+
+def shown(value: object) -> str:
+    """Text for people: a Message translated, anything else as str()."""
+    return value.translated() if isinstance(value, Message) else str(value)
+
+
 def N_(message: str) -> str:
     """Mark a string for extraction without translating it yet (translated where it is shown)."""
     return message

@@ -9,7 +9,7 @@ import typer
 
 from crmcli.cli.common import AsOfOpt, FormatOpt, LimitOpt, YesOpt, confirm, info, state, store_context
 from crmcli.errors import UsageError
-from crmcli.i18n import N_, _
+from crmcli.i18n import N_, _, shown
 
 if TYPE_CHECKING:
     from crmcli.cli.output import Units
@@ -116,7 +116,7 @@ def agenda(
                 if contact and mask:
                     contact = mask_email(contact) if "@" in contact else mask_phone(contact)
                 style = "red" if r["status"] == "overdue" else "dim" if r["status"] == "sent" else ""
-                detail = r["detail"] + (f" [{_(r['status'])}]" if r["status"] else "")
+                detail = shown(r["detail"]) + (f" [{_(r['status'])}]" if r["status"] else "")
                 table.add_row(Text(when(r["date"], r["in_days"]), style=style), Text(who or detail),
                               Text(detail if who else ""), Text(contact))
             parts.append(table)

@@ -59,13 +59,22 @@ def _command_signature(headers: Annotated[Optional[str], typer.Option(
     pass  # pragma: no cover
 
 
-def _option(signature: Callable[..., None]) -> Any:
-    """A Typer-made --headers option that sets the style and is not passed to the command function."""
-    from typer.main import get_command
+_made: dict[Callable[..., None], Any] = {}
 
-    helper = typer.Typer()
-    helper.command()(signature)
-    return next(p for p in get_command(helper).params if "--headers" in getattr(p, "opts", ()))
+
+def _option(signature: Callable[..., None]) -> Any:
+    """A Typer-made --headers option that sets the style and is not passed to the command function.
+
+    Built once per process (Typer's signature inspection is slow), then copied for each command."""
+    import copy
+
+    if signature not in _made:
+        from typer.main import get_command
+
+        helper = typer.Typer()
+        helper.command()(signature)
+        _made[signature] = next(p for p in get_command(helper).params if "--headers" in getattr(p, "opts", ()))
+    return copy.copy(_made[signature])
 
 
 def _has(command: Any, name: str) -> bool:

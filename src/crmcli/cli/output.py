@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from crmcli.cli.common import FORMATS, state
 from crmcli.errors import UsageError
-from crmcli.i18n import _
+from crmcli.i18n import Message, _
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ def text_value(value: Any, column: Column, units: Units) -> str:
     """Human cell text for tables and markdown."""
     if value is None:
         return ""
+    if isinstance(value, Message):
+        return value.translated()
     if column.kind == "money":
         from crmcli.core.money import format_money
 

@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from crmcli.core import care
 from crmcli.core.context import StoreContext
-from crmcli.i18n import N_, _
+from crmcli.i18n import N_, Message, _
 from crmcli.store.models import Customer, Interaction, Purchase
 
 C = Customer.__table__
@@ -63,9 +63,10 @@ def birthdays(session: Session, today: date, end: date) -> list[dict[str, Any]]:
     rows = []
     for g in due:
         born = g.extra["born"]
-        detail = _("turns {age}").format(age=g.extra["age"])
+        detail = Message(N_("turns {age}"), age=g.extra["age"])
         if (born.month, born.day) == (2, 29) and g.day.day == 28:
-            detail += " " + _("(born on 29 February, celebrated on the 28th)")
+            detail = Message(N_("{detail} {note}"), detail=detail,
+                             note=Message(N_("(born on 29 February, celebrated on the 28th)")))
         rows.append(_row("birthday", today, g.day, customer_id=g.customer_id, code=g.code, name=g.name, detail=detail,
                          status="sent" if (g.customer_id, g.occasion) in sent else None))
     rows.sort(key=lambda x: (x["date"], x["code"] or ""))
@@ -84,8 +85,8 @@ def anniversaries(session: Session, today: date, end: date) -> list[dict[str, An
             continue
         years = day.year - r.first_on.year
         rows.append(_row("anniversary", today, day, customer_id=r.id, code=r.code, name=r.name,
-                         detail=_("{years} year(s) since the first purchase on {date}").format(years=years,
-                                                                                            date=r.first_on)))
+                         detail=Message(N_("{years} year(s) since the first purchase on {date}"), years=years,
+                                        date=r.first_on)))
     return rows
 
 
@@ -98,7 +99,7 @@ def follow_ups(session: Session, today: date, end: date) -> list[dict[str, Any]]
         listed.add((r.id, r.next_follow_up))
         overdue = r.next_follow_up < today
         rows.append(_row("follow_up", today, r.next_follow_up, customer_id=r.id, code=r.code, name=r.name,
-                         detail=_("follow-up planned"), status="overdue" if overdue else None))
+                         detail=Message(N_("follow-up planned")), status="overdue" if overdue else None))
     later = I.alias("later")
     pending = (select(I.c.customer_id, I.c.next_date, I.c.summary, C.c.code, C.c.name)
                .join(C, C.c.id == I.c.customer_id)
@@ -112,7 +113,7 @@ def follow_ups(session: Session, today: date, end: date) -> list[dict[str, Any]]
         listed.add((r.customer_id, r.next_date))
         summary = r.summary if len(r.summary) <= 60 else r.summary[:59] + "…"
         rows.append(_row("follow_up", today, r.next_date, customer_id=r.customer_id, code=r.code, name=r.name,
-                         detail=_("after: {summary}").format(summary=summary),
+                         detail=Message(N_("after: {summary}"), summary=summary),
                          status="overdue" if r.next_date < today else None))
     rows.sort(key=lambda x: (x["date"], x["code"] or ""))
     return rows

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from crmcli.core.context import StoreContext
 from crmcli.core.reports.periods import Range
-from crmcli.i18n import _
+from crmcli.i18n import N_, Message, _
 
 
 def installed(module: str) -> bool:
@@ -70,7 +70,7 @@ def _points_expiring(session: Session, ctx: StoreContext, today: date, end: date
     ids = _ids_by_code(session, sorted({r["code"] for r in found}))
     return [_row("points_expiring", today, r["expires_on"], customer_id=ids.get(r["code"]), code=r["code"],
                  name=r["name"], contact=r.get("phone") or r.get("email"),
-                 detail=_("{points} points expire (balance {balance})").format(points=r["points"], balance=r["balance"]))
+                 detail=Message(N_("{points} points expire (balance {balance})"), points=r["points"], balance=r["balance"]))
             for r in found]
 
 
@@ -91,8 +91,8 @@ def _feedback_overdue(session: Session, ctx: StoreContext, today: date, end: dat
             text = text[:49] + "…"
         rows.append(_row("feedback_overdue", today, due.date() if due else None, customer_id=ids.get(r["customer_code"]),
                          code=r["customer_code"], name=r["customer_name"],
-                         detail=_("#{id} {kind}, {priority}: {text}").format(id=r["id"], kind=r["kind"],
-                                                                              priority=r["priority"], text=text),
+                         detail=Message(N_("#{id} {kind}, {priority}: {text}"), id=r["id"], kind=r["kind"],
+                                        priority=r["priority"], text=text),
                          status="overdue" if late else "due"))
     return rows
 
@@ -172,9 +172,9 @@ def _survey_due(session: Session, ctx: StoreContext, today: date, within_days: i
     for r in session.execute(stmt):
         resolved = utc_to_local(r.resolved_at, ctx.tz).date()
         rows.append(_row("survey_due", today, today, customer_id=r.cid, code=r.code, name=r.name, status="due",
-                         detail=_("complaint #{id} resolved on {date}: ask how it was handled "
-                                  "(crm survey invite SURVEY --resolved-within {days}d)").format(
-                             id=r.id, date=resolved.isoformat(), days=within_days)))
+                         detail=Message(N_("complaint #{id} resolved on {date}: ask how it was handled "
+                                           "(crm survey invite SURVEY --resolved-within {days}d)"),
+                                        id=r.id, date=resolved.isoformat(), days=within_days)))
     return rows
 
 
