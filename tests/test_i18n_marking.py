@@ -14,8 +14,10 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "crmcli"
 ERRORS = {"CrmError", "StoreError", "NotFound", "Conflict", "Ambiguous", "InvalidInput", "UsageError"}
-MESSAGE_FUNCS = {"echo", "secho", "info", "warn", "confirm", "prompt", "_report"}
-TEXT_KEYWORDS = {"help", "hint", "title", "empty_message", "prompt"}
+MESSAGE_FUNCS = {"echo", "secho", "info", "warn", "confirm", "prompt", "_report",
+                 # Rich and Click output that people read
+                 "print", "add_column", "Text", "Panel", "Rule", "BadParameter"}
+TEXT_KEYWORDS = {"help", "hint", "title", "empty_message", "prompt", "label", "subtitle", "caption", "message"}
 LETTERS = re.compile(r"[A-Za-z\u4e00-\u9fff]{2,}")
 
 
