@@ -16,6 +16,7 @@ double-spend and never lose an update. Readers take no lock.
 from __future__ import annotations
 
 import os
+from datetime import timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,7 +76,32 @@ def create_engine(location: str) -> Engine:
     return engine
 
 
+def _naive_utc_loaders() -> tuple[type, type]:
+    """timestamptz loaders giving naive UTC datetimes: the models keep timestamps as naive UTC (what the
+    SQLite store returns), and the audit chain hashes ``at.isoformat()``, so the form must be the same."""
+    from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
+
+    class NaiveUTC(TimestamptzLoader):
+        def load(self, data: Any) -> Any:
+            value = super().load(data)
+            return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    class NaiveUTCBinary(TimestamptzBinaryLoader):
+        def load(self, data: Any) -> Any:
+            value = super().load(data)
+            return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    return NaiveUTC, NaiveUTCBinary
+
+
 def configure(engine: Engine) -> None:
+    text_loader, binary_loader = _naive_utc_loaders()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: object) -> None:
+        dbapi_conn.adapters.register_loader("timestamptz", text_loader)
+        dbapi_conn.adapters.register_loader("timestamptz", binary_loader)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get("crm_begin") == "IMMEDIATE":

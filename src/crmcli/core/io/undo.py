@@ -37,6 +37,15 @@ def references(session: Session, target: str) -> list[tuple[str, str]]:
     """(table, column) of every foreign key that points at ``target`` (SQLite's own schema, so tables that
     other features add later are covered too)."""
     out = []
+    if session.get_bind().dialect.name != "sqlite":  # PostgreSQL: the same answer from its catalog
+        from sqlalchemy import inspect
+
+        inspector = inspect(session.connection())
+        for table in inspector.get_table_names():
+            for fk in inspector.get_foreign_keys(table):
+                if fk["referred_table"] == target:
+                    out.extend((table, c) for c in fk["constrained_columns"])
+        return out
     tables = [r[0] for r in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))]
     for table in tables:
         for fk in session.execute(text(f'PRAGMA foreign_key_list("{table}")')).mappings():
@@ -141,7 +150,12 @@ def _delete_derived(session: Session, ids: list[int]) -> None:
 
 def _remove_points(session: Session, ids: list[int], run_id: int) -> int:
     """Ledger rows the purchase hook wrote for these purchases, if nothing used them since."""
-    tables = {r[0] for r in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+    if session.get_bind().dialect.name == "sqlite":
+        tables = {r[0] for r in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+    else:
+        from sqlalchemy import inspect
+
+        tables = set(inspect(session.connection()).get_table_names())
     if "points_ledger" not in tables:
         return 0
     ledger: list[int] = []

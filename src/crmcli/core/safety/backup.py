@@ -79,9 +79,11 @@ def copy_database(src_conn: Any, dest: Path, key: str | None) -> None:
 
 
 def backup(store: Store, dest: str | None = None, keep: int | None = None, now: datetime | None = None) -> BackupResult:
-    if store.path is None:
-        raise CrmError(_("Only a store file can be backed up this way, not {location}.").format(location=store.location),
-                       hint=_("Use the database server's own backup tools."))
+    if store.path is None:  # PostgreSQL: pg_dump, or the server's own tools
+        from crmcli.core.safety.server import pg_dump_backup
+
+        dumped, size, pruned = pg_dump_backup(store, dest, keep, now)
+        return BackupResult(dumped, size, False, pruned)
     if keep is not None and keep < 1:
         raise InvalidInput(_("--keep must be at least 1, not {n}.").format(n=keep), field="--keep", value=keep,
                            hint=_("Give how many backups to keep, e.g. --keep 7."))

@@ -140,6 +140,10 @@ def store_file(location: str | None, key_file: str | None = None) -> tuple[Path,
 
     store = open_store(location, key_file=key_file)
     try:
+        if store.path is None and not store.is_sqlite:
+            from crmcli.core.safety.server import servers_job
+
+            raise servers_job(_("Encryption at rest"), store.location)
         if store.path is None:
             raise CrmError(_("Only a store file can be encrypted, not {location}.").format(location=store.location),
                            hint=_("Point --db at an SQLite file."))
