@@ -63,6 +63,23 @@ def unmarked_strings() -> list[str]:
     return problems
 
 
+def calls_inside_fstrings() -> list[str]:
+    """_() inside an f-string is invisible to Babel's extractor: the string would never be translated."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                for inner in ast.walk(node):
+                    if (isinstance(inner, ast.Call) and _name(inner.func) in ("_", "N_", "ngettext") and inner.args
+                            and isinstance(inner.args[0], ast.Constant)):  # _(variable) is marked where it is made
+                        found.append(f"{path.relative_to(SRC.parent)}:{inner.lineno}: {ast.unparse(inner)[:70]}")
+    return found
+
+
+def test_no_translation_call_hides_inside_an_fstring() -> None:
+    assert calls_inside_fstrings() == []
+
+
 def test_user_facing_strings_are_marked_for_translation() -> None:
     assert unmarked_strings() == []
 

@@ -86,7 +86,8 @@ def agenda(
             return _("tomorrow")
         if in_days < 0:
             return _("{n} days ago").format(n=-in_days)
-        return f"{day:%m-%d} ({_('in {n} days').format(n=in_days)})"
+        ahead = _("in {n} days").format(n=in_days)  # not inside the f-string: Babel would miss it
+        return f"{day:%m-%d} ({ahead})"
 
     def view() -> Any:
         from rich import box

@@ -324,7 +324,8 @@ def record(
         from crmcli.store.models import Customer
 
         code = session.get(Customer, result.customer_id).code  # type: ignore[union-attr]
-    shown = f"{result.kind.upper() if result.kind in surveys.SCALES else _('score')} {result.score}" if result.score is not None else _("answers")
+    label = result.kind.upper() if result.kind in surveys.SCALES else _("score")  # not inside the f-string: Babel would miss it
+    shown = f"{label} {result.score}" if result.score is not None else _("answers")
     info(_("Recorded response #{id} from {code}: {what}.").format(id=result.response_id, code=code, what=shown))
     if result.followup_id:
         info(_("Opened follow-up feedback #{id} for this low score.").format(id=result.followup_id))
