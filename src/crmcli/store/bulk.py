@@ -22,7 +22,7 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         return
     connection = session.connection()
     dialect = connection.dialect
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
     style = dialect.paramstyle
     if style not in ("qmark", "format", "pyformat"):  # pragma: no cover - drivers crmcli does not use
         from sqlalchemy import insert
