@@ -153,6 +153,10 @@ def test_winback_lists_only_consenting_customers_and_logs_follow_ups(shop: Any, 
     assert [r["name"] for r in csv.DictReader(io.StringIO(result.stdout))] == ["Sam"]
     assert "1 already logged recently" in result.stderr
     fails(shop, 2, "churn", "winback", "--next", "2025-08-01", says=("only apply with --log",))
+    # a low score or an open complaint gets an apology, not "we have not seen you for a while"
+    shop.ok("customer", "edit", "Nia", "--add-email", "nia@example.com", "--consent", "email=yes")
+    nia = next(r for r in shop.json("churn", "winback", "--as-of", D) if r["name"] == "Nia")
+    assert (nia["action"], nia["channel"]) == ("message", "email") and "we are sorry" in nia["message"]
     fails(shop, 5, "churn", "winback", "--message", "Hi {nmae}", says=("placeholder",))
 
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Score churn risk for every customer (rule-based warning levels).
-# NOTE: 'crm churn scan' is the command the churn feature defines (issue 7); it did not exist yet when this
-# script was written, so the script skips it (with a log line) until a crmcli that has it is installed.
+# NOTE: features are optional: on a crmcli built without the churn feature (issue 7) there is no
+# `crm churn scan`, and the script skips it with a log line.
 set -eu
 . "$(dirname "$0")/common.sh"
 if has_command churn scan; then

@@ -60,6 +60,10 @@ DEFAULT_MESSAGES = {
     "message": N_("Hello {name}, it has been a while since we last saw you. We would love to welcome you back: "
                   "reply to this message and we will set something aside for you."),
     "coupon": N_("Hello {name}, we have missed you! Your next visit comes with a welcome-back gift from us."),
+    # complaints and low scores: an apology, not "we have not seen you for a while" (they may have bought
+    # yesterday)
+    "apology": N_("Hello {name}, we are sorry that your experience with us was not what it should be. Please "
+                  "reply to this message, or tell us when we may call you, so that we can put it right."),
 }
 
 
@@ -201,7 +205,9 @@ def winback(session: Session, ctx: StoreContext, *, min_rank: int, log: bool = F
         texts = [scan.reason_text(r, ctx.currency) for r in reasons]
         text = None
         if channel in MESSAGE_CHANNELS:
-            template = message or _(DEFAULT_MESSAGES["coupon" if action == "coupon" else "message"])
+            default = ("apology" if action in ("complaint", "survey") or top in ("nps", "csat")
+                       else "coupon" if action == "coupon" else "message")
+            template = message or _(DEFAULT_MESSAGES[default])
             text = template.format(name=row.name, code=row.code, days=days if days is not None else "")
         rows.append({"customer_id": cid, "code": row.code, "name": row.name, "tier": tier, "risk": LEVELS[rank],
                      "rank": rank, "reasons": texts, "action": action, "action_text": action_label(action),
