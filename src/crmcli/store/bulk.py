@@ -34,12 +34,18 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         table.name, ", ".join(f'"{c}"' for c in columns), ", ".join(mark for _ in columns))
     active = [(i, p) for i, p in enumerate(processors) if p is not None]
     if active:
+        # The same value (the import's created_at, a business date) is converted once per call.
+        caches: list[dict[Any, Any]] = [{} for _ in active]
         converted = []
         for row in rows:
             values = list(row)
-            for i, process in active:
-                if values[i] is not None:
-                    values[i] = process(values[i])
+            for (i, process), cache in zip(active, caches):
+                value = values[i]
+                if value is not None:
+                    done = cache.get(value)
+                    if done is None:
+                        done = cache[value] = process(value)
+                    values[i] = done
             converted.append(tuple(values))
         rows = converted
     connection.exec_driver_sql(sql, list(rows) if not isinstance(rows, list) else rows)
