@@ -249,3 +249,27 @@ def test_import_history_lists_runs(cli, tmp_path):
     runs = cli.json("import", "history")
     assert [(r["id"], r["source"].endswith("b.csv"), r["created"], r["rejected"], r["status"]) for r in runs] == [
         (2, True, 0, 1, "partial"), (1, False, 1, 0, "done")]
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
+    import io as _io
+
+    from crmcli.cli import importer as cli_importer
+    from crmcli.core.io import csvread
+
+    path = write(tmp_path / "c.csv", "name\nAnn\n")
+    source = csvread.open_source(path)
+    with cli_importer._progress(source) as update:
+        assert update is None  # not a terminal: silent
+    fake = _io.StringIO()
+    monkeypatch.setattr(fake, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("sys.stderr", fake)
+    from crmcli.render import console
+
+    monkeypatch.setattr(console, "stderr_console", lambda: __import__("rich.console").console.Console(
+        file=fake, force_terminal=True, width=80))
+    with cli_importer._progress(source) as update:
+        assert update is not None
+        update(1)
+    source.text.close()
+    assert "Importing" in fake.getvalue()

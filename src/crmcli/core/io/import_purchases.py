@@ -194,7 +194,9 @@ class PurchaseHandler:
             rows.append(values)
             if p.ref:
                 existing[p.ref] = values
-            if self.keep_file_ids and p.file_id:
+            if self.keep_file_ids and p.file_id and p.kind == "sale" and not p.ref:
+                # Only sales without a ref need this (the others are found by refund_of_ref): memory stays
+                # small for a file of millions of orders.
                 self.file_ids[p.file_id] = pid
             outcomes.append(Outcome.CREATED)
         if rows:
