@@ -20,8 +20,10 @@ def list_(fmt: FormatOpt = None) -> None:
 
     with state().store().read() as session:
         values = settings.get_many(session)
-    rows = [{"key": k, "value": v, "help": _(settings.SPECS[k].help)} for k, v in values.items()]
-    emit(rows, [Column("key", _("Setting")), Column("value", _("Value")), Column("help", _("Meaning"))], fmt, Units())
+    # "help" stays English in JSON/CSV (the same bytes in every language) and is translated in tables
+    rows = [{"key": k, "value": v, "help": settings.SPECS[k].help} for k, v in values.items()]
+    emit(rows, [Column("key", _("Setting")), Column("value", _("Value")), Column("help", _("Meaning"), "message")],
+         fmt, Units())
 
 
 def _text(value: object) -> str:
