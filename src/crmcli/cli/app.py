@@ -20,10 +20,19 @@ from crmcli.i18n import _
 typer_i18n.apply()
 
 
+def _one_line(text: str) -> str:
+    """Input echoed in a message (a name with a newline or a terminal escape) must neither break the one-line
+    error nor drive the terminal: control and line-separator characters are shown escaped (\\r, \\x1b)."""
+    import unicodedata
+
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp")
+                   else c for c in text)
+
+
 def _report(message: str, hint: str | None = None) -> None:
-    line = _("Error: {message}").format(message=message)
+    line = _("Error: {message}").format(message=_one_line(message))
     if hint:
-        line += " " + hint
+        line += " " + _one_line(hint)
     typer.echo(line, err=True)
 
 
@@ -60,6 +69,13 @@ class CrmGroup(TyperGroup):
             except (OSError, ValueError):
                 pass  # not a real file descriptor (tests)
             raise typer.Exit(int(ExitCode.ERROR)) from None
+        except OverflowError as e:
+            if state().debug:
+                raise
+            # A number typed beyond SQLite's 64-bit integers (`purchase refund 9223372036854775808`).
+            _report(_("A number is too large ({error}).").format(error=e),
+                    _("Numbers stay below 9223372036854775808; check the value you typed."))
+            raise typer.Exit(int(ExitCode.REJECTED)) from None
         except KeyboardInterrupt:
             typer.echo(_("Interrupted; the store is unchanged by the unfinished command."), err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None

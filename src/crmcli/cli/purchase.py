@@ -47,6 +47,7 @@ def add(
     from crmcli.core import customers
 
     cid = choose_customer(customer)
+    purchases.warm_purchase_hooks()
     with state().store().write() as session:
         ctx = store_context(session, as_of)
         record = customers.get(session, cid)
@@ -72,6 +73,7 @@ def refund(
     from crmcli.core import purchases
     from crmcli.core.money import format_money
 
+    purchases.warm_purchase_hooks()
     with state().store().write() as session:
         ctx = store_context(session, as_of)
         sale = purchases.get_purchase(session, purchase_id)

@@ -44,3 +44,11 @@ CUSTOMER_ERASE: list[str] = ["crmcli.core.surveys:erase_customer", "crmcli.core.
 def load(spec: str) -> Callable[..., Any]:
     module, _, name = spec.partition(":")
     return getattr(import_module(module), name)  # type: ignore[no-any-return]
+
+
+def warm(specs: list[str | None]) -> None:
+    """Import the hooks' modules now, before a write transaction: an import inside one holds the store's
+    write lock for its duration (tenths of a second on a busy machine, while other crm processes wait)."""
+    for spec in specs:
+        if spec:
+            load(spec)

@@ -106,6 +106,11 @@ def _audit_view(p: Purchase) -> dict[str, Any]:
                                        "channel", "ref", "refund_of_id")}
 
 
+def warm_purchase_hooks() -> None:
+    """Load what the purchase hooks run (points earning asks the tiers for multipliers) before the write lock."""
+    hooks.warm([*hooks.PURCHASE_HOOKS, hooks.CLASSIFICATION])
+
+
 def run_purchase_hooks(session: Session, purchase_ids: list[int], ctx: StoreContext) -> None:
     for spec in hooks.PURCHASE_HOOKS:
         hooks.load(spec)(session, purchase_ids, ctx)

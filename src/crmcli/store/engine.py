@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -137,7 +138,38 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("crm_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            begin_writing(conn.connection.dbapi_connection)
+        else:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def begin_writing(dbapi_conn: Any) -> None:
+    """BEGIN IMMEDIATE that waits its turn for the write lock, for up to the busy timeout.
+
+    SQLite's own busy handler sleeps up to 100 ms between tries, so the lock sits idle after each commit and
+    goes to whoever asks at the right moment — usually a process that writes again and again (a script, a
+    worker) while the sleeping ones run into their timeout with "database is locked". Trying again every few
+    milliseconds hands the lock on as soon as it is free (tests/robustness/test_robust_concurrency.py).
+    """
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout = 0")
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.0005
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except db_errors() as e:
+                text = str(e).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.004)
+    finally:
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.close()
 
 
 def create_sqlite_file(path: Path) -> None:

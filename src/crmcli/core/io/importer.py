@@ -143,6 +143,10 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
     """Import ``rows`` in one write transaction; returns the counts (committed or not)."""
     result = result or Result(kind=options.kind, source=options.source, mode=options.mode)
     result.dry_run = options.dry_run
+    if options.kind == "purchases":
+        from crmcli.core.purchases import warm_purchase_hooks
+
+        warm_purchase_hooks()
     try:
         with store.write() as session:
             ctx = ctx_loader(session)
