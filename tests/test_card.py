@@ -125,6 +125,8 @@ def test_svg_and_html_exports(card_store, no_slots, tmp_path):
     page = html.read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and "王芳" in page and "+8613800138000" in page
     assert "王芳" in result.stdout  # the card is still printed
+    assert (svg.stat().st_mode & 0o777, html.stat().st_mode & 0o777) == (0o600, 0o600)  # personal data
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
 
 
 def test_json_goes_to_stdout_only(card_store, no_slots):

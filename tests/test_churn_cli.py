@@ -141,6 +141,7 @@ def test_winback_lists_only_consenting_customers_and_logs_follow_ups(shop: Any, 
     out = tmp_path / "winback.csv"
     shop.ok("churn", "winback", "--as-of", D, "--min-risk", "medium", "--out", str(out))
     assert out.read_text(encoding="utf-8").splitlines()[0].startswith("code,name,tier,risk,reasons,action")
+    assert out.stat().st_mode & 0o777 == 0o600
     # --log with --limit logs only the customers listed
     result = shop.ok("churn", "winback", "--as-of", D, "--min-risk", "medium", "--log", "--limit", "1", "--format", "csv")
     assert [r["name"] for r in csv.DictReader(io.StringIO(result.stdout))] == ["Ivy"]

@@ -179,6 +179,7 @@ def test_svg_and_html_are_well_formed(shop: Any, tmp_path: Path) -> None:
     text = "".join(root.itertext())
     assert "2025-01" in text and "50%" in text.replace("\xa0", " ")
     assert "<html" in html.read_text(encoding="utf-8").lower()
+    assert (svg.stat().st_mode & 0o777, html.stat().st_mode & 0o777) == (0o600, 0o600)  # customer names inside
     for command in (["summary"], ["sales"], ["repeat"], ["products"]):
         out = tmp_path / f"{command[0]}.svg"
         shop.ok("report", *command, "--as-of", "2025-04-30", "--format", "table", "--svg", str(out))

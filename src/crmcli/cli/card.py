@@ -45,15 +45,16 @@ def show(
     if chosen != "table":
         raise UsageError(_("The card prints as a table or as JSON, not as {format}.").format(format=chosen),
                          hint=_("Use --format json, or `crm customer list --format {format}` for rows.").format(format=chosen))
+    from crmcli.core.files import write_private_text
     from crmcli.render.card import render_card
     from crmcli.render.console import stdout_console
 
     console = stdout_console(record=bool(svg or html), width=width)
     console.print(render_card(data, mask=mask))
     if svg:
-        svg.write_text(console.export_svg(title=f"{data.customer['name']} {data.customer['code']}", clear=False),
-                       encoding="utf-8")
+        write_private_text(svg, console.export_svg(title=f"{data.customer['name']} {data.customer['code']}",
+                                                   clear=False))
         info(_("Saved {path}").format(path=svg))
     if html:
-        html.write_text(console.export_html(clear=False), encoding="utf-8")
+        write_private_text(html, console.export_html(clear=False))
         info(_("Saved {path}").format(path=html))

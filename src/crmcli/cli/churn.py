@@ -366,20 +366,10 @@ def winback_cmd(
                Column("contact", _("Contact"), "contact"), Column("message", _("Message")),
                Column("clv", _("CLV"), "money", source="clv_minor")]
     if path is not None:
-        import os
-        import tempfile
+        from crmcli.core.files import private_file
 
-        chosen = (fmt or "csv").lower()
-        fd, tmp = tempfile.mkstemp(prefix=".winback-", dir=str(path.parent))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-                emit(rows, columns, chosen, units, out=stream)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with private_file(path, newline="") as stream:
+            emit(rows, columns, (fmt or "csv").lower(), units, out=stream)
         info(_("Wrote {n} rows to {path}.").format(n=len(rows), path=path))
         return
     emit(rows, columns, fmt, units, empty_message=_("Nobody to contact."))

@@ -96,12 +96,13 @@ def show(view: Callable[[], "RenderableType"], fmt: str | None, svg: str | None,
             recorder.print(view())
     if recorder is not None:
         from crmcli.cli.common import info
+        from crmcli.core.files import write_private_text
 
         if svg:
-            recorder.save_svg(svg, title=title, clear=False)
+            write_private_text(svg, recorder.export_svg(title=title, clear=False))
             info(_("Saved {path}.").format(path=svg))
         if html:
-            recorder.save_html(html, clear=False)
+            write_private_text(html, recorder.export_html(clear=False))
             info(_("Saved {path}.").format(path=html))
 
 

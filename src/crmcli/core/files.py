@@ -1,0 +1,33 @@
+"""Files crmcli writes for the user (exports, reports, cards): they hold personal data, so they are created
+readable by the owner only (0600, like the store) and appear complete or not at all (written beside the
+target, then renamed over it), so a crash or a full disk never leaves half a file under the final name."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+@contextmanager
+def private_file(path: str | os.PathLike[str], *, encoding: str = "utf-8", newline: str | None = None) -> Iterator[IO[str]]:
+    """A text stream whose content replaces ``path`` atomically when the block ends without an error."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=str(target.parent or "."))
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding=encoding, newline=newline) as stream:
+            yield stream
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_private_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> None:
+    with private_file(path, encoding=encoding) as stream:
+        stream.write(text)
