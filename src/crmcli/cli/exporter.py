@@ -51,11 +51,19 @@ def _output(path: Optional[str], encoding: str, bom: bool) -> Iterator[TextIO]:
             yield stream
             stream.flush()
             return
+        if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
+            # /dev/stdout, a named pipe, a device: write into it. Renaming a temporary file over it would
+            # replace the link or device node itself (as root, /dev/full became a file and ENOSPC went unseen).
+            with open(path, "w", encoding=enc, newline="") as out:
+                yield out
+            return
         tmp = f"{path}.part"
         try:
             with open(tmp, "w", encoding=enc, newline="") as out:
                 os.chmod(tmp, 0o600)  # customer data is personal data
                 yield out
+                out.flush()
+                os.fsync(out.fileno())  # the data is on disk before the new name points at it
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
