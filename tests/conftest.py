@@ -42,6 +42,13 @@ class MemoryKeyring(KeyringBackend):
 
 
 @pytest.fixture(autouse=True)
+def pg_sqlite3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CRM_TEST_PG, direct sqlite3.connect(db_path) reads and writes reach the test's PG schema."""
+    if pg_support.PG_URL:
+        pg_support.patch_sqlite3(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
 def memory_keyring() -> Iterator[MemoryKeyring]:
     backend = MemoryKeyring()
     previous = keyring.get_keyring()

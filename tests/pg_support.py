@@ -68,13 +68,23 @@ def new_database() -> PgDb:
     with connect() as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{name}"')
-    return PgDb(url_for(name), name)
+        conn.execute(SQLITE_MASTER.format(schema=name))
+    db = PgDb(url_for(name), name)
+    _live[name] = db
+    return db
 
 
 def drop_database(db: PgDb) -> None:
     with connect() as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{db.name}" CASCADE')
 
+
+# Tests list tables the SQLite way; a view answers them (crmcli's own table lists ignore views).
+SQLITE_MASTER = ('CREATE VIEW "{schema}".sqlite_master AS SELECT \'table\'::text AS type, tablename::text AS name, '
+                 "tablename::text AS tbl_name, NULL::text AS sql FROM pg_tables WHERE schemaname = '{schema}'")
+
+SETVAL = ("SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'), "
+          'COALESCE(MAX("{column}"), 0) + 1, false) FROM "{table}"')
 
 _ddl: list[str] = []
 
@@ -112,17 +122,14 @@ def copy_store(src: Any, dst: Any) -> None:
         return
     assert isinstance(src, PgDb), (src, dst)
     ddl = _schema_ddl()
-    with connect(dst.name) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{dst.name}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{dst.name}"')
-        with conn.transaction():
-            for statement in ddl:
-                conn.execute(statement)
-            for table in _table_order(conn):
-                conn.execute(f'INSERT INTO "{table}" SELECT * FROM "{src.name}"."{table}"')
-            for table, column in _serials(conn):
-                conn.execute(f"SELECT setval(pg_get_serial_sequence(%s, %s), "
-                             f'COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)', (f'"{table}"', column))
+    with connect(src.name) as conn:
+        order, serials = _table_order(conn), _serials(conn)
+    script = [f'DROP SCHEMA IF EXISTS "{dst.name}" CASCADE', f'CREATE SCHEMA "{dst.name}"',
+              SQLITE_MASTER.format(schema=dst.name), f'SET LOCAL search_path = "{dst.name}"', *ddl,
+              *(f'INSERT INTO "{t}" SELECT * FROM "{src.name}"."{t}"' for t in order),
+              *(SETVAL.format(table=t, column=c) for t, c in serials)]
+    with connect() as conn:
+        conn.execute(";\n".join(script))  # one round trip, one implicit transaction (no parameters)
 
 
 _order: list[str] = []
@@ -209,3 +216,111 @@ def drop_all_mine() -> None:
                                             (f"crmt\\_{os.getpid()}\\_%",))]
         for name in names:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+# ----------------------------------------------------------------------------- sqlite3.connect on a PG store
+
+class _Cursor:
+    def __init__(self, cur: Any, row_factory: Any) -> None:
+        self._cur = cur
+        self._row_factory = row_factory
+        self.rowcount = cur.rowcount
+        self.lastrowid = None
+
+    def _shape(self, row: tuple[Any, ...]) -> Any:
+        values = tuple(_like_sqlite(v) for v in row)
+        if self._row_factory is None:
+            return values
+        names = [d.name for d in self._cur.description]
+        return _Row(names, values)
+
+    def fetchall(self) -> list[Any]:
+        return [self._shape(r) for r in self._cur.fetchall()] if self._cur.description else []
+
+    def fetchone(self) -> Any:
+        row = self._cur.fetchone() if self._cur.description else None
+        return None if row is None else self._shape(row)
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
+
+    def close(self) -> None:
+        self._cur.close()
+
+
+class _Row(tuple):  # sqlite3.Row: by index and by name, dict(row) works
+    def __new__(cls, names: list[str], values: tuple[Any, ...]) -> "_Row":
+        obj = super().__new__(cls, values)
+        obj._names = names  # type: ignore[attr-defined]
+        return obj
+
+    def keys(self) -> list[str]:
+        return list(self._names)  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names.index(key))  # type: ignore[attr-defined]
+        return tuple.__getitem__(self, key)
+
+
+class SqliteLikeConnection:
+    """What tests do with ``sqlite3.connect(store)`` (execute, commit, close, row_factory), on the test's
+    PostgreSQL schema: ``?`` placeholders become ``%s`` and values come back in sqlite3's form."""
+
+    def __init__(self, db: PgDb) -> None:
+        self._conn = connect(db.name)
+        self._conn.autocommit = False
+        self.row_factory: Any = None
+
+    def execute(self, sql: str, params: Any = ()) -> _Cursor:
+        cur = self._conn.cursor()
+        cur.execute(pg_sql(sql), tuple(params) if not isinstance(params, dict) else params)
+        return _Cursor(cur, self.row_factory)
+
+    def executemany(self, sql: str, seq: Any) -> None:
+        self._conn.cursor().executemany(pg_sql(sql), [tuple(p) for p in seq])
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def rollback(self) -> None:
+        self._conn.rollback()
+
+    def close(self) -> None:
+        self._conn.close()  # like sqlite3: an uncommitted change is dropped
+
+    def __enter__(self) -> "SqliteLikeConnection":
+        return self
+
+    def __exit__(self, kind: Any, *_exc: Any) -> None:  # sqlite3's context manager commits or rolls back
+        if kind is None:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
+
+def _pg_target(database: Any) -> PgDb | None:
+    if isinstance(database, PgDb):
+        return database
+    text = str(database)
+    for db in _live.values():
+        if db in text:
+            return db
+    return None
+
+
+_live: dict[str, PgDb] = {}
+
+
+def patch_sqlite3(monkeypatch: Any) -> None:
+    """Under CRM_TEST_PG, ``sqlite3.connect`` on a test's PG store URL (as tests do with ``db_path``, also as a
+    ``file:...?mode=ro`` URI) gives a SqliteLikeConnection; on real files it is the stdlib's."""
+    import sqlite3
+
+    real = sqlite3.connect
+
+    def connect_any(database: Any, *args: Any, **kwargs: Any) -> Any:
+        db = _pg_target(database)
+        return SqliteLikeConnection(db) if db is not None else real(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect_any)

@@ -67,11 +67,9 @@ def create_engine(location: str) -> Engine:
     password = keyring_password(url)
     if password is not None:
         url = url.set(password=password)
-    # Timestamps come back in UTC (columns are timestamptz), as the SQLite store gives them; libpq options
-    # given in the URL (e.g. ?options=-csearch_path%3Dbranch2 for a store in its own schema) are kept.
-    options = " ".join(filter(None, [url.query.get("options"), "-c timezone=UTC"]))  # type: ignore[list-item]
-    url = url.difference_update_query(["options"])
-    engine = sa.create_engine(url, connect_args={"options": options})
+    # libpq options given in the URL (e.g. ?options=-csearch_path%3Dbranch2 for a store in its own schema)
+    # reach the driver unchanged; the session time zone is set on connect (below).
+    engine = sa.create_engine(url)
     configure(engine)
     return engine
 
@@ -94,13 +92,40 @@ def _naive_utc_loaders() -> tuple[type, type]:
     return NaiveUTC, NaiveUTCBinary
 
 
+def _sqlite_like_numeric_loaders() -> tuple[type, type]:
+    """numeric loaders giving int for whole values and float otherwise. The schema has no NUMERIC column
+    (money and points are integers), so a numeric only comes from an expression such as SUM over a bigint
+    or AVG, where SQLite answers INTEGER or REAL: the same Python types keep JSON output and arithmetic alike
+    on both stores (a Decimal would print as "595" in JSON instead of 595)."""
+    from psycopg.types.numeric import NumericBinaryLoader, NumericLoader
+
+    def shape(value: Any) -> Any:
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float(value)
+
+    class Text(NumericLoader):
+        def load(self, data: Any) -> Any:
+            return shape(super().load(data))
+
+    class Binary(NumericBinaryLoader):
+        def load(self, data: Any) -> Any:
+            return shape(super().load(data))
+
+    return Text, Binary
+
+
 def configure(engine: Engine) -> None:
-    text_loader, binary_loader = _naive_utc_loaders()
+    loaders = [*_naive_utc_loaders(), *_sqlite_like_numeric_loaders()]
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: object) -> None:
-        dbapi_conn.adapters.register_loader("timestamptz", text_loader)
-        dbapi_conn.adapters.register_loader("timestamptz", binary_loader)
+        for oid_name, loader in zip(("timestamptz", "timestamptz", "numeric", "numeric"), loaders):
+            dbapi_conn.adapters.register_loader(oid_name, loader)
+        # Timestamps are stored and read in UTC (columns are timestamptz), as the SQLite store keeps them.
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

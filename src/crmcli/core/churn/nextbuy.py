@@ -75,7 +75,8 @@ def _baskets(session: Session, end: date, customers: Sequence[int] | None = None
     gone = set(excluded_ids(session).tolist())
     per: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
     if rows:
-        days = np.array([r[2][:10] for r in rows], dtype="datetime64[D]").astype(np.int64).tolist()
+        # str(): SQLite returns the stored text, PostgreSQL a date object
+        days = np.array([str(r[2])[:10] for r in rows], dtype="datetime64[D]").astype(np.int64).tolist()
         for (sid, cid, _on, product, amount), day in zip(rows, days):
             if cid in gone or refunded.get(sid, 0) >= amount:
                 continue

@@ -105,8 +105,7 @@ def copy_store(source: Store, to: str) -> CopyResult:
     from crmcli.core import audit
 
     started = time.monotonic()
-    if to == source.location or (source.path is not None and not is_url(to)
-                                 and Path(to).expanduser().absolute() == source.path):
+    if _same(source, to):
         raise CrmError(_("The copy's target is the store itself ({location}).").format(location=to),
                        hint=_("Give another file name or database URL with --to."))
     if not _target_is_new(to):
@@ -163,6 +162,16 @@ def copy_store(source: Store, to: str) -> CopyResult:
         if not ok and created_file is not None and not existed:
             for extra in ("", "-wal", "-shm", "-journal"):
                 Path(f"{created_file}{extra}").unlink(missing_ok=True)
+
+
+def _same(source: Store, to: str) -> bool:
+    if not is_url(to):
+        return source.path is not None and Path(to).expanduser().absolute() == source.path
+    if source.path is not None:
+        return False
+    from crmcli.store.postgres import normalize
+
+    return normalize(to).render_as_string(hide_password=True) == source.engine.url.render_as_string(hide_password=True)
 
 
 def _shown(location: str) -> str:
