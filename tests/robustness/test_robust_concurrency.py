@@ -14,74 +14,11 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from robust_support import AS_OF, PY, crm_env, generate_shop, run_crm, store_problems, write_purchases_csv
-
-WORKER = r"""
-import contextlib, io, json, os, sys, time
-import crmcli.cli.app, crmcli.core.purchases, crmcli.core.points.operations, crmcli.store.engine  # noqa
-from crmcli.cli.entry import main
-go, commands = sys.argv[1], json.loads(sys.argv[2])
-print("ready", flush=True)
-deadline = time.monotonic() + 600  # a test that failed before its start signal leaves no process behind
-while not os.path.exists(go):
-    if time.monotonic() > deadline:
-        sys.exit(3)
-    time.sleep(0.005)
-results = []
-for args in commands:
-    out, err = io.StringIO(), io.StringIO()
-    t = time.monotonic()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    results.append({"args": args, "code": code, "stderr": err.getvalue(), "seconds": time.monotonic() - t})
-print(json.dumps(results), flush=True)
-"""
-
-
-class Workers:
-    """Worker processes that start their command lists together when ``go()`` is called."""
-
-    def __init__(self, folder: Path) -> None:
-        self.go_file = folder / "go"
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self, db: Path, commands: list[list[str]]) -> None:
-        lists = [["--db", str(db), *c] for c in commands]
-        proc = subprocess.Popen([PY, "-c", WORKER, str(self.go_file), json.dumps(lists)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=crm_env())
-        self.procs.append(proc)
-
-    def go(self) -> float:
-        for p in self.procs:  # every worker has imported crmcli
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr and p.stderr.read()
-        self.go_file.touch()
-        return time.monotonic()
-
-    def __enter__(self) -> "Workers":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
-    def results(self, timeout: float = 300) -> list[list[dict[str, Any]]]:
-        out = []
-        for p in self.procs:
-            stdout, stderr = p.communicate(timeout=timeout)
-            assert p.returncode == 0, stderr
-            out.append(json.loads(stdout.strip().splitlines()[-1]))
-        return out
-
+from robust_support import (AS_OF, PY, Workers, crm_env, generate_shop, run_crm, store_problems,
+                            write_purchases_csv)
 
 def lock_held(db: Path) -> bool:
     conn = sqlite3.connect(db, timeout=0, isolation_level=None)
