@@ -287,6 +287,11 @@ MACHINE = [
     ["config", "list", "-f", "json"],
     ["feedback", "list", "-f", "json"],
     ["survey", "list", "-f", "csv"],
+    ["churn", "scan", "--as-of", AS_OF, "-f", "json"],
+    ["churn", "list", "-f", "json"],
+    ["churn", "list", "-f", "csv"],
+    ["churn", "show", "DEMO001", "--as-of", AS_OF, "-f", "json"],
+    ["churn", "show", "DEMO002", "--as-of", AS_OF, "-f", "json"],
 ]
 
 
@@ -300,6 +305,14 @@ def test_machine_output_is_the_same_in_both_languages(demo_store: Path, tmp_path
         assert en["stdout"].strip(), en["args"]
         assert en["stdout"].encode() == zh["stdout"].encode(), en["args"]
         assert zh["code"] == 0
+    # win-back lists: the same bytes except the message, which is written for the shop's customers in the
+    # shop's language on purpose
+    winback = ["churn", "winback", "--as-of", AS_OF, "--min-risk", "low", "-f", "json"]
+    lists = {lang: _probe("run", _copy(demo_store, tmp_path, f"w{lang}.sqlite"), json.dumps(["churn", "scan", "--as-of", AS_OF, "-f", "json"]),
+                          json.dumps(winback), lang=lang)[1] for lang in ("en", "zh")}
+    rows = {lang: json.loads(out["stdout"]) for lang, out in lists.items()}  # type: ignore[index]
+    assert rows["en"] and any(r["reasons"] for r in rows["en"])
+    assert [{**r, "message": None} for r in rows["en"]] == [{**r, "message": None} for r in rows["zh"]]
     # ... while the messages around them are in the language asked for
     failing = {lang: _probe("run", _copy(demo_store, tmp_path, f"x{lang}.sqlite"), json.dumps(["customer", "show", "nobody"]),
                             lang=lang) for lang in ("en", "zh")}

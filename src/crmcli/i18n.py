@@ -99,14 +99,31 @@ class Message(str):
         return made
 
     def translated(self) -> str:
-        args = {k: v.translated() if isinstance(v, Message) else v for k, v in self.args.items()}
+        args = {k: shown(v) for k, v in self.args.items()}
         text = _(self.msgid)
         return text.format(**args) if args else text
 
 
 def shown(value: object) -> str:
-    """Text for people: a Message translated, anything else as str()."""
-    return value.translated() if isinstance(value, Message) else str(value)
+    """Text for people: a Message (or any value with ``translated()``) translated, anything else as str()."""
+    translated = getattr(value, "translated", None)
+    return translated() if callable(translated) else str(value)
+
+
+class Joined(str):
+    """Messages joined into one text: English as data, each part translated where people read it."""
+
+    parts: tuple[object, ...]
+    separator: str
+
+    def __new__(cls, parts: "list[object] | tuple[object, ...]", separator: str = "; ") -> "Joined":
+        made = super().__new__(cls, separator.join(str(p) for p in parts))
+        made.parts = tuple(parts)
+        made.separator = separator
+        return made
+
+    def translated(self) -> str:
+        return self.separator.join(shown(p) for p in self.parts)
 
 
 def N_(message: str) -> str:

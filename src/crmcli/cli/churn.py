@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from crmcli.cli.common import AsOfOpt, FormatOpt, LimitOpt, info, masking, pick_customer, state, store_context, warn
-from crmcli.i18n import _
+from crmcli.i18n import _, shown
 
 app = typer.Typer(help=_("Churn warnings, win-back lists, customer lifetime value and repurchase prediction.\n\n"
                          "Example: crm churn scan --as-of 2025-06-30"), no_args_is_help=True)
@@ -212,7 +212,7 @@ def show_cmd(
         if view["risk"] is not None:
             lines.append(_("Risk: {level}").format(level=level_label(view["risk"])))
             for r in view["reasons"]:
-                lines.append(f"  - [{level_label(r['level'])}] {r['text']}")
+                lines.append(f"  - [{level_label(r['level'])}] {shown(r['text'])}")
             note = skipped_text(view["skipped_rules"])
             if note:
                 lines.append("  " + note)

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from crmcli.cli.common import FORMATS, state
 from crmcli.errors import UsageError
-from crmcli.i18n import Message, _
+from crmcli.i18n import Joined, Message, _, shown
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def text_value(value: Any, column: Column, units: Units) -> str:
     """Human cell text for tables and markdown."""
     if value is None:
         return ""
-    if isinstance(value, Message):
+    if isinstance(value, (Message, Joined)):
         return value.translated()
     if column.kind == "money":
         from crmcli.core.money import format_money
@@ -92,7 +92,7 @@ def text_value(value: Any, column: Column, units: Units) -> str:
         return _(str(value))
     machine = machine_value(value, column, units)
     if isinstance(machine, list):
-        return ", ".join(str(v) for v in machine)
+        return ", ".join(shown(v) for v in machine)
     return str(machine)
 
 

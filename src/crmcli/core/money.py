@@ -78,15 +78,32 @@ def to_decimal(minor: int | None, currency: str) -> Decimal:
     return Decimal(int(minor or 0)).scaleb(-precision(currency))
 
 
-def format_money(minor: int | None, currency: str) -> str:
-    """Human display with the currency's symbol and decimals, in the interface language's style."""
+def format_money(minor: int | None, currency: str, *, language: str | None = None) -> str:
+    """Human display with the currency's symbol and decimals, in the style of ``language`` (default: the
+    interface language)."""
     from babel.numbers import format_currency
 
-    locale = "zh_CN" if current_language() == "zh" else "en_US"
+    locale = "zh_CN" if (language or current_language()) == "zh" else "en_US"
     try:
         return format_currency(to_decimal(minor, currency), currency, locale=locale)
     except (InvalidOperation, ValueError):  # pragma: no cover - unknown currency slipped through
         return f"{to_decimal(minor, currency)} {currency}"
+
+
+class MoneyText(str):
+    """An amount inside a sentence kept as data (crmcli.i18n.Message): English formatting as the value, the
+    interface language's formatting where people read it."""
+
+    minor: int
+    currency: str
+
+    def __new__(cls, minor: int, currency: str) -> "MoneyText":
+        made = super().__new__(cls, format_money(minor, currency, language="en"))
+        made.minor, made.currency = minor, currency
+        return made
+
+    def translated(self) -> str:
+        return format_money(self.minor, self.currency)
 
 
 def money_str(minor: int | None, currency: str) -> str:

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from crmcli.core.card import Slot
 from crmcli.core.context import StoreContext
-from crmcli.i18n import _
+from crmcli.i18n import _, shown
 
 
 def customer_view(session: Session, customer_id: int, ctx: StoreContext) -> dict[str, Any] | None:
@@ -64,7 +64,7 @@ def card_slot(session: Session, customer_id: int, ctx: StoreContext) -> Slot | N
     if view["risk"] is not None:
         text = _("risk {level}").format(level=level_label(view["risk"]))
         if view["reasons"]:
-            text += ": " + view["reasons"][0]["text"]
+            text += ": " + shown(view["reasons"][0]["text"])
             if len(view["reasons"]) > 1:
                 text += " " + _("(+{n} more)").format(n=len(view["reasons"]) - 1)
         parts.append(text)

@@ -33,7 +33,7 @@ from crmcli.core.churn.rules import LEVELS, Rules
 from crmcli.core.churn.summary import epoch_day, fetch_days, from_epoch_day, summarise
 from crmcli.core.clock import start_of_day_utc, utc_to_local
 from crmcli.core.context import StoreContext
-from crmcli.i18n import _, ngettext
+from crmcli.i18n import N_, Message, _
 from crmcli.store.models import Interaction
 from crmcli.store.models_churn import ChurnRisk
 
@@ -219,33 +219,37 @@ def _reasons(i: int, levels: dict[str, Any], f: dict[str, Any], window: int) -> 
     return out
 
 
-def reason_text(r: dict[str, Any], currency: str) -> str:
-    """A reason for people, with its figures, in the interface language."""
-    from crmcli.core.money import format_money
+def reason_text(r: dict[str, Any], currency: str) -> Message:
+    """A reason for people, with its figures: English as data (JSON/CSV are the same in every language),
+    translated where it is shown."""
+    from crmcli.core.money import MoneyText
 
     rule = r["rule"]
     if rule == "interval":
-        return _("no purchase for {days} days, {ratio}× their usual interval of {usual} days").format(
-            days=r["days"], ratio=f"{r['ratio']:.1f}", usual=f"{r['usual_days']:g}")
+        return Message(N_("no purchase for {days} days, {ratio}× their usual interval of {usual} days"),
+                       days=r["days"], ratio=f"{r['ratio']:.1f}", usual=f"{r['usual_days']:g}")
     if rule == "recency":
         n = r.get("purchase_days", 1)
-        return (_("no purchase for {days} days (one purchase so far)") if n == 1 else
-                _("no purchase for {days} days (only {n} purchase days so far)")).format(days=r["days"], n=n)
+        if n == 1:
+            return Message(N_("no purchase for {days} days (one purchase so far)"), days=r["days"])
+        return Message(N_("no purchase for {days} days (only {n} purchase days so far)"), days=r["days"], n=n)
     if rule == "spend_drop":
-        return _("spend in the last {w} days down {pct} % on the {w} days before ({recent} vs {previous})").format(
-            w=r["window_days"], pct=r["drop_pct"], recent=format_money(r["recent_minor"], currency),
-            previous=format_money(r["previous_minor"], currency))
+        return Message(N_("spend in the last {w} days down {pct} % on the {w} days before ({recent} vs {previous})"),
+                       w=r["window_days"], pct=r["drop_pct"], recent=MoneyText(r["recent_minor"], currency),
+                       previous=MoneyText(r["previous_minor"], currency))
     if rule == "nps":
-        return _("NPS {score} on {date}").format(score=r["score"], date=r["date"])
+        return Message(N_("NPS {score} on {date}"), score=r["score"], date=r["date"])
     if rule == "csat":
-        return _("CSAT {score} on {date}").format(score=r["score"], date=r["date"])
+        return Message(N_("CSAT {score} on {date}"), score=r["score"], date=r["date"])
     if rule == "complaints":
-        return ngettext("{n} complaint open", "{n} complaints open", r["open"]).format(n=r["open"])
+        if r["open"] == 1:
+            return Message(N_("{n} complaint open"), n=1)
+        return Message(N_("{n} complaints open"), n=r["open"])
     if rule == "no_contact":
         if r.get("last"):
-            return _("no contact for {days} days").format(days=r["days"])
-        return _("no contact on record (a customer for {days} days)").format(days=r["days"])
-    return rule  # pragma: no cover - every rule has its text
+            return Message(N_("no contact for {days} days"), days=r["days"])
+        return Message(N_("no contact on record (a customer for {days} days)"), days=r["days"])
+    return Message(rule)  # pragma: no cover - every rule has its text
 
 
 def skipped_text(skipped: list[str]) -> str | None:

@@ -36,7 +36,7 @@ from crmcli.core.churn import scan
 from crmcli.core.churn.rules import LEVELS, level_label
 from crmcli.core.context import StoreContext
 from crmcli.errors import InvalidInput
-from crmcli.i18n import N_, _
+from crmcli.i18n import N_, Message, _
 from crmcli.store.models import Consent, ContactPoint, Customer
 from crmcli.store.models_churn import ChurnScore, ChurnWinback
 
@@ -67,8 +67,8 @@ DEFAULT_MESSAGES = {
 }
 
 
-def action_label(action: str) -> str:
-    return _(ACTIONS.get(action, action))
+def action_label(action: str) -> Message:
+    return Message(ACTIONS.get(action, action))
 
 
 def suggest(tier: str | None, top_rule: str | None) -> str:

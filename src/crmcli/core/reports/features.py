@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from crmcli.core.context import StoreContext
 from crmcli.core.reports.periods import Range
-from crmcli.i18n import N_, Message, _
+from crmcli.i18n import N_, Joined, Message, _
 
 
 def installed(module: str) -> bool:
@@ -123,9 +123,9 @@ def _churn_risk(session: Session, ctx: StoreContext, today: date) -> list[dict[s
             WB.c.customer_id.in_(chunk), WB.c.as_of >= today - timedelta(days=13))).scalars())
         for r in session.execute(select(C.c.id, C.c.code, C.c.name).where(
                 C.c.id.in_(chunk), C.c.deleted_at.is_(None), C.c.erased_at.is_(None))):
-            reasons = "; ".join(scan.reason_text(x, ctx.currency) for x in a.reasons.get(r.id, [])[:2])
+            reasons = Joined([scan.reason_text(x, ctx.currency) for x in a.reasons.get(r.id, [])[:2]])
             rows.append(_row("churn_risk", today, today, customer_id=r.id, code=r.code, name=r.name,
-                             detail=_("high risk: {reasons}").format(reasons=reasons),
+                             detail=Message(N_("high risk: {reasons}"), reasons=reasons),
                              status="logged" if r.id in logged else None))
     rows.sort(key=lambda x: x["code"] or "")
     return rows
