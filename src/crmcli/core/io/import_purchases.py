@@ -25,6 +25,17 @@ from crmcli.errors import CrmError
 from crmcli.i18n import _
 from crmcli.store.bulk import insert_rows
 
+COLUMNS = ("id", "customer_id", "kind", "refund_of_id", "amount_minor", "purchased_at", "purchased_on", "product",
+           "category", "quantity", "channel", "ref", "note", "created_at", "import_id")
+
+
+class _Pending(dict):  # type: ignore[type-arg]
+    """A row written by this batch, looked up like a stored one (same-batch duplicates and refunds)."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        super().__init__(zip(COLUMNS, values))
+
+
 KINDS = {"sale": "sale", "refund": "refund", "销售": "sale", "退款": "refund", "return": "refund"}
 
 
@@ -172,7 +183,7 @@ class PurchaseHandler:
         refs = [p.ref for _r, p in batch if p.ref] + [p.refund_of_ref for _r, p in batch if p.refund_of_ref]
         existing = self._by_ref(refs)
         outcomes: list[str | RowError] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         refunded: dict[int, int] = {}  # sale id → refunded so far (including this batch)
         now = utcnow()
         for row, p in batch:
@@ -187,23 +198,20 @@ class PurchaseHandler:
                 continue
             pid = self.next_id
             self.next_id += 1
-            values = {"id": pid, "customer_id": customer_id, "kind": p.kind, "refund_of_id": refund_of,
-                      "amount_minor": p.amount, "purchased_at": p.at, "purchased_on": p.on, "product": p.product,
-                      "category": p.category, "quantity": p.quantity, "channel": p.channel, "ref": p.ref,
-                      "note": p.note, "created_at": now, "import_id": self.run_id}
-            rows.append(values)
+            rows.append((pid, customer_id, p.kind, refund_of, p.amount, p.at, p.on, p.product, p.category, p.quantity,
+                         p.channel, p.ref, p.note, now, self.run_id))
             if p.ref:
-                existing[p.ref] = values
+                existing[p.ref] = _Pending(rows[-1])
             if self.keep_file_ids and p.file_id and p.kind == "sale" and not p.ref:
                 # Only sales without a ref need this (the others are found by refund_of_ref): memory stays
                 # small for a file of millions of orders.
                 self.file_ids[p.file_id] = pid
             outcomes.append(Outcome.CREATED)
         if rows:
-            columns = list(rows[0])
-            insert_rows(self.session, P, columns, [tuple(r[c] for c in columns) for r in rows])
-            audit.record(self.session, **batch_audit("purchase", self.run_id, rows))
-            run_purchase_hooks(self.session, [r["id"] for r in rows], self.ctx)
+            insert_rows(self.session, P, COLUMNS, rows)
+            ids = [r[0] for r in rows]
+            audit.record(self.session, **batch_audit("purchase", self.run_id, [{"id": i} for i in ids]))
+            run_purchase_hooks(self.session, ids, self.ctx)
         return outcomes
 
     def _by_ref(self, refs: list[str]) -> dict[str, dict[str, Any]]:
