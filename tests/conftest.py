@@ -137,6 +137,30 @@ def unchanged(db_path: Path) -> Callable[[], Any]:
     return take
 
 
+# Tests about the store FILE itself; with CRM_TEST_PG they skip with the reason (docs/postgresql.md says
+# what PostgreSQL does instead). Keys are node-id prefixes.
+FILE_ONLY = {
+    "tests/test_db_encryption.py::test_": "SQLCipher encrypts a file; on PostgreSQL encryption at rest is the server's job",
+    "tests/test_db_backup.py::test_": "SQLite file backups/restore/PRAGMA checks; PostgreSQL uses pg_dump (tests/test_postgres.py)",
+    "tests/test_store.py::test_every_connection_gets_the_pragmas": "SQLite PRAGMAs",
+    "tests/test_store.py::test_a_store_from_a_newer_crmcli_is_refused": "checks no .bak file beside the store file",
+    "tests/test_store.py::test_a_read_only_store_file": "file permissions",
+    "tests/test_store.py::test_a_busy_store_gives_up_with_a_clear_message": "SQLite's file lock (PostgreSQL: lock_timeout)",
+    "tests/test_store.py::test_backup_before_migration_unit": "the pre-migration copy of a store file",
+    "tests/test_store.py::test_a_damaged_store": "a damaged SQLite file",
+    "tests/test_smoke.py::test_init_is_idempotent_and_prints_the_path": "the store file's mode 0600",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not pg_support.PG_URL:
+        return
+    for item in items:
+        for prefix, reason in FILE_ONLY.items():
+            if item.nodeid.startswith(prefix) and "help_does_not_import" not in item.nodeid:
+                item.add_marker(pytest.mark.skip(reason=f"file-only on CRM_TEST_PG: {reason}"))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if pg_support.PG_URL:
         pg_support.drop_all_mine()
