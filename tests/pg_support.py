@@ -271,16 +271,26 @@ class SqliteLikeConnection:
         self._conn = connect(db.name)
         self._conn.autocommit = False
         self.row_factory: Any = None
+        self._wrote = False
 
     def execute(self, sql: str, params: Any = ()) -> _Cursor:
         cur = self._conn.cursor()
+        if sql.lstrip().upper().startswith("PRAGMA"):  # SQLite tuning in a test's set-up: nothing to do here
+            cur.execute("SELECT 1 WHERE false")
+            return _Cursor(cur, self.row_factory)
+        self._wrote |= sql.lstrip().upper().startswith("INSERT")
         cur.execute(pg_sql(sql), tuple(params) if not isinstance(params, dict) else params)
         return _Cursor(cur, self.row_factory)
 
     def executemany(self, sql: str, seq: Any) -> None:
+        self._wrote |= sql.lstrip().upper().startswith("INSERT")
         self._conn.cursor().executemany(pg_sql(sql), [tuple(p) for p in seq])
 
     def commit(self) -> None:
+        if self._wrote:  # rows inserted with explicit ids: move the sequences past them, as SQLite would
+            for table, column in _serials(self._conn):
+                self._conn.execute(SETVAL.format(table=table, column=column))
+            self._wrote = False
         self._conn.commit()
 
     def rollback(self) -> None:
@@ -294,7 +304,7 @@ class SqliteLikeConnection:
 
     def __exit__(self, kind: Any, *_exc: Any) -> None:  # sqlite3's context manager commits or rolls back
         if kind is None:
-            self._conn.commit()
+            self.commit()
         else:
             self._conn.rollback()
 

@@ -189,7 +189,7 @@ def test_holdout_compares_predicted_with_actual_repeat_purchases(cli: Any, store
     actual = one(cli.db, "SELECT COUNT(*) FROM (SELECT DISTINCT p.customer_id, p.purchased_on FROM purchase p "
                          "WHERE p.kind = 'sale' AND p.purchased_on > '2025-03-31' AND p.purchased_on <= ? AND "
                          "p.customer_id IN (SELECT customer_id FROM purchase GROUP BY customer_id "
-                         "HAVING MIN(purchased_on) <= '2025-03-31'))", D)
+                         "HAVING MIN(purchased_on) <= '2025-03-31')) AS s", D)
     assert doc["total"]["actual_total"] == actual
     assert doc["total"]["predicted_total"] == pytest.approx(sum(g["predicted_total"] for g in groups))
 
