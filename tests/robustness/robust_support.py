@@ -391,6 +391,9 @@ def db_check_command_exists() -> bool:
     return any(name == "db" for name, _m in GROUPS)
 
 
+_CLI_LOCK = threading.Lock()
+
+
 def store_problems(db: Path, *, as_of: str = AS_OF) -> list[str]:
     """Everything that must hold for any store, whatever was killed when: an empty list when it does.
 
@@ -402,7 +405,8 @@ def store_problems(db: Path, *, as_of: str = AS_OF) -> list[str]:
 
         from crmcli.cli.app import app
 
-        r = CliRunner().invoke(app, ["--db", str(db), "db", "check"])
+        with _CLI_LOCK:  # CliRunner swaps sys.stdout: one invocation at a time (trials run in threads)
+            r = CliRunner().invoke(app, ["--db", str(db), "db", "check"])
         if r.exit_code != 0:
             problems.append(f"crm db check exited {r.exit_code}: {r.stdout} {r.stderr}")
     else:

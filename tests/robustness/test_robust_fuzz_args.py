@@ -4,7 +4,7 @@ with a documented code (0-5), explains a failure in one `Error: ...` line (Click
 2, end in one such line after the usage lines), and a failed command leaves the store exactly as before.
 
 In-process (CliRunner) for speed; NUL can only be tested this way, since no real argv can hold one.
-Default: 25 examples per command; `pytest -m slow tests/robustness/test_robust_fuzz_args.py` runs 400.
+Default: 15 examples per command; `pytest -m slow tests/robustness/test_robust_fuzz_args.py` runs 400.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ text = st.one_of(st.sampled_from(NASTY), st.text(max_size=40),
 number = st.one_of(st.sampled_from(NASTY), st.integers(-10**30, 10**30).map(str),
                    st.decimals(allow_nan=True, allow_infinity=True, places=3).map(str))
 
-EXAMPLES = 25
+EXAMPLES = 15
 
 
 def check(result: Any, db: Path, before: dict[str, Any], args: list[str]) -> None:
