@@ -619,7 +619,10 @@ def list_customers(session: Session, flt: ListFilter, ctx: StoreContext) -> list
     order = {"code": C.c.code, "name": C.c.name, "created": C.c.created_at, "spend": func.coalesce(spend.c.net_minor, 0),
              "orders": func.coalesce(spend.c.orders, 0), "last-purchase": spend.c.last_at,
              "follow-up": C.c.next_follow_up, "city": C.c.city}[flt.sort]
-    stmt = stmt.order_by(order.desc() if flt.descending else order, C.c.id)
+    if session.get_bind().dialect.name == "sqlite":
+        stmt = stmt.order_by(order.desc() if flt.descending else order, C.c.id)
+    else:  # SQLite's NULL order everywhere (PostgreSQL puts NULLs last when ascending)
+        stmt = stmt.order_by(order.desc().nulls_last() if flt.descending else order.asc().nulls_first(), C.c.id)
     if flt.limit:
         stmt = stmt.limit(flt.limit)
     rows = session.execute(stmt).all()

@@ -155,6 +155,19 @@ def reset_sequences(conn: Connection, tables: list[str]) -> None:
                     f'SELECT setval(%s, COALESCE((SELECT MAX("{col["name"]}") FROM "{table}"), 0) + 1, false)', (seq,))
 
 
+def advance_sequences(conn: Connection, tables: list[str], column: str = "id") -> None:
+    """Bulk paths (imports) assign ids themselves; move each table's id sequence past them so a later
+    plain INSERT does not collide. Never backwards: an id once handed out is not handed out again."""
+    for table in tables:
+        seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%s, %s)", (f'"{table}"', column)).scalar()
+        if not seq:
+            continue
+        top = conn.exec_driver_sql(f'SELECT COALESCE(MAX("{column}"), 0) FROM "{table}"').scalar() or 0
+        last, called = conn.exec_driver_sql(f"SELECT last_value, is_called FROM {seq}").one()
+        if top > (last if called else last - 1):
+            conn.exec_driver_sql("SELECT setval(%s, %s, true)", (seq, top))
+
+
 def dump_command(url: URL) -> list[str]:
     """pg_dump arguments for a custom-format dump of this database (the password goes via PGPASSWORD)."""
     args = ["pg_dump", "--format=custom", "--no-owner"]

@@ -196,6 +196,10 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
                 if len(batch) >= options.batch_size:
                     flush()
             flush()
+            if session.get_bind().dialect.name == "postgresql":  # ids were assigned here (next_id), not by sequences
+                from crmcli.store.postgres import advance_sequences
+
+                advance_sequences(session.connection(), ["customer", "purchase", "interaction"])
             assert result.read == result.created + result.updated + result.unchanged + result.rejected + result.skipped
             status = "partial" if result.rejected else "done"
             if options.dry_run or (result.rejected and not options.partial):
