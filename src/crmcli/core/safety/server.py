@@ -69,6 +69,12 @@ def pg_dump_backup(store: Store, dest: str | None, keep: int | None, now: dateti
         tmp.unlink(missing_ok=True)
         raise StoreError(_("pg_dump failed: {error}").format(error=done.stderr.strip().splitlines()[-1:] or done.returncode),
                          hint=_("Check that pg_dump's major version is at least the server's."))
+    if shutil.which("pg_restore") is not None:  # the dump's table of contents reads back: "integrity ok"
+        listed = subprocess.run(["pg_restore", "--list", str(tmp)], capture_output=True, text=True)
+        if listed.returncode != 0 or "TABLE DATA" not in listed.stdout:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(_("The dump pg_dump wrote does not read back; nothing was kept."),
+                             hint=_("Check pg_dump and pg_restore (same major version as the server)."))
     os.replace(tmp, target)
     pruned: list[Path] = []
     if keep is not None and target.parent == folder:
