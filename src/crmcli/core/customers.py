@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -584,6 +584,11 @@ def spend_subquery() -> Any:
 
 def list_customers(session: Session, flt: ListFilter, ctx: StoreContext) -> list[dict[str, Any]]:
     """Rows with stable keys (see README 'JSON keys'), aggregates computed in SQL."""
+    return list(iter_customers(session, flt, ctx))
+
+
+def iter_customers(session: Session, flt: ListFilter, ctx: StoreContext, *, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+    """``list_customers`` as a stream: rows fetched ``chunk`` at a time (exports of any size in flat memory)."""
     spend = spend_subquery()
     stmt = (select(C.c.id, C.c.code, C.c.name, C.c.gender, C.c.birthday, C.c.city, C.c.source, C.c.created_at,
                    C.c.next_follow_up, C.c.deleted_at,
@@ -625,18 +630,22 @@ def list_customers(session: Session, flt: ListFilter, ctx: StoreContext) -> list
         stmt = stmt.order_by(order.desc().nulls_last() if flt.descending else order.asc().nulls_first(), C.c.id)
     if flt.limit:
         stmt = stmt.limit(flt.limit)
-    rows = session.execute(stmt).all()
-    ids = [r.id for r in rows]
-    contacts = primary_contacts(session, ids)
-    tags = tags_of(session, ids)
-    return [{
-        "id": r.id, "code": r.code, "name": r.name, "gender": r.gender, "birthday": r.birthday,
-        "age": age_on(r.birthday, ctx.today) if r.birthday else None,
-        "phone": contacts[r.id].get("phone"), "email": contacts[r.id].get("email"), "city": r.city,
-        "source": r.source, "tags": tags.get(r.id, []), "orders": int(r.orders), "net_spent_minor": int(r.net_minor),
-        "last_purchase": utc_to_local(r.last_at, ctx.tz).date() if r.last_at else None,
-        "next_follow_up": r.next_follow_up, "created_at": r.created_at, "deleted": r.deleted_at is not None,
-    } for r in rows]
+    # yield_per: the ORM session would otherwise buffer every row before returning the first.
+    result = session.execute(stmt.execution_options(yield_per=chunk))
+    while rows := result.fetchmany(chunk):
+        ids = [r.id for r in rows]
+        contacts = primary_contacts(session, ids)
+        tags = tags_of(session, ids)
+        for r in rows:
+            yield {
+                "id": r.id, "code": r.code, "name": r.name, "gender": r.gender, "birthday": r.birthday,
+                "age": age_on(r.birthday, ctx.today) if r.birthday else None,
+                "phone": contacts[r.id].get("phone"), "email": contacts[r.id].get("email"), "city": r.city,
+                "source": r.source, "tags": tags.get(r.id, []), "orders": int(r.orders),
+                "net_spent_minor": int(r.net_minor),
+                "last_purchase": utc_to_local(r.last_at, ctx.tz).date() if r.last_at else None,
+                "next_follow_up": r.next_follow_up, "created_at": r.created_at, "deleted": r.deleted_at is not None,
+            }
 
 
 def tags_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from itertools import islice
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,7 +24,7 @@ from sqlmodel import Session
 from crmcli.core.clock import start_of_day_utc, utc_to_local
 from crmcli.core.context import StoreContext
 from crmcli.core.contacts import mask_email, mask_phone
-from crmcli.core.customers import C, CP, ListFilter, chunked, list_customers
+from crmcli.core.customers import C, CP, ListFilter, chunked, iter_customers
 from crmcli.core.money import money_str
 from crmcli.store.models import Consent, Interaction, Preference, Purchase
 
@@ -82,9 +83,8 @@ def customer_records(session: Session, flt: ListFilter, ctx: StoreContext, *, ma
                      chunk: int = 2000) -> Iterator[dict[str, Any]]:
     """Full records of the customers ``crm customer list`` would show with the same filters, in its order:
     every phone, e-mail and handle, consent, preferences and tags."""
-    rows = list_customers(session, flt, ctx)
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
+    stream = iter_customers(session, flt, ctx, chunk=chunk)
+    while part := list(islice(stream, chunk)):
         ids = [r["id"] for r in part]
         details = _details(session, ids)
         for r in part:
