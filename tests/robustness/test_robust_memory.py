@@ -1,7 +1,6 @@
 """Imports and exports stream: peak memory (ru_maxrss of the `crm` process) barely grows when the file or
-the store grows four times. Default: import of 3,000 vs 12,000 customers. `pytest -m slow`: import of 50,000 vs 200,000
-purchases, and export of 10,000 vs 40,000 customers (a known failure, strict xfail: the export does not
-stream yet)."""
+the store grows four times. Default: export of 5,000 vs 20,000 customers, import of 3,000 vs 12,000 customers.
+`pytest -m slow`: import of 50,000 vs 200,000 purchases."""
 
 from __future__ import annotations
 
@@ -36,18 +35,15 @@ def peak_kib(db: Path, *args: str) -> int:
     return int(r.stderr.strip().splitlines()[-1].split()[1])
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="export customers builds the whole customer list in memory first "
-                   "(core.customers.list_customers returns a list): about 0.7 KB per customer")
 def test_export_streams(tmp_path: Path) -> None:
     peaks = []
-    for n in (10_000, 40_000):
+    for n in (5_000, 20_000):
         db = tmp_path / f"shop{n}.sqlite"
         generate_shop(db, customers=n, purchases=n)
         out = tmp_path / f"customers{n}.csv"
         peaks.append(peak_kib(db, "export", "customers", str(out)))
         assert sum(1 for _ in out.open(encoding="utf-8")) == n + 1
-    print(f"export peak RSS: {peaks[0] // 1024} MiB for 10,000 customers, {peaks[1] // 1024} MiB for 40,000")
+    print(f"export peak RSS: {peaks[0] // 1024} MiB for 5,000 customers, {peaks[1] // 1024} MiB for 20,000")
     assert peaks[1] - peaks[0] < GROWTH_LIMIT_KIB, peaks
 
 
