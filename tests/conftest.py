@@ -85,7 +85,7 @@ def db_path(tmp_path: Path) -> Iterator[Any]:
     if pg_support.PG_URL:
         db = pg_support.new_database()
         yield db
-        pg_support.drop_database(db)
+        pg_support.drop_database(db, wait=False)
     else:
         yield tmp_path / "shop.sqlite"
 
