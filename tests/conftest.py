@@ -149,6 +149,7 @@ FILE_ONLY = {
     "tests/test_store.py::test_backup_before_migration_unit": "the pre-migration copy of a store file",
     "tests/test_store.py::test_a_damaged_store": "a damaged SQLite file",
     "tests/test_smoke.py::test_init_is_idempotent_and_prints_the_path": "the store file's mode 0600",
+    "tests/test_i18n.py::test_the_store_setting_is_read_before_the_cli_loads": "a missing store file's name",
 }
 
 

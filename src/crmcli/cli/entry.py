@@ -18,6 +18,27 @@ def _db_from_argv(argv: list[str]) -> str | None:
     return os.environ.get("CRM_DB")
 
 
+def _stored_language_pg(location: str) -> str | None:
+    """The same read on a PostgreSQL store, with psycopg alone (no SQLAlchemy at start-up); None on any
+    failure (the command itself then reports a server that cannot be reached)."""
+    scheme, _sep, rest = location.partition("://")
+    if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        return None
+    try:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://{rest}", connect_timeout=3, autocommit=True) as conn:
+            row = conn.execute("SELECT value FROM setting WHERE key = 'ui.language'").fetchone()
+    except Exception:  # noqa: BLE001 - no driver, no server, no table: no stored language
+        return None
+    import json
+
+    try:
+        return (json.loads(row[0]) or None) if row else None
+    except ValueError:
+        return None
+
+
 def stored_language(location: str | None) -> str | None:
     """The store's ui.language setting, read with stdlib sqlite3 (read-only), or None."""
     if location is None:
@@ -25,7 +46,7 @@ def stored_language(location: str | None) -> str | None:
 
         path = user_data_path("crmcli", appauthor=False) / "crm.sqlite"
     elif "://" in location:
-        return None
+        return _stored_language_pg(location)
     else:
         path = Path(location).expanduser()
     if not path.is_file():

@@ -73,8 +73,9 @@ def pg_dump_backup(store: Store, dest: str | None, keep: int | None, now: dateti
         listed = subprocess.run(["pg_restore", "--list", str(tmp)], capture_output=True, text=True)
         if listed.returncode != 0 or "TABLE DATA" not in listed.stdout:
             tmp.unlink(missing_ok=True)
-            raise StoreError(_("The dump pg_dump wrote does not read back; nothing was kept."),
-                             hint=_("Check pg_dump and pg_restore (same major version as the server)."))
+            raise StoreError(_("pg_dump failed: {error}").format(
+                error=f"pg_restore --list: {(listed.stderr.strip().splitlines() or ['no table data'])[-1]}"),
+                hint=_("Check that pg_dump's major version is at least the server's."))
     os.replace(tmp, target)
     pruned: list[Path] = []
     if keep is not None and target.parent == folder:
