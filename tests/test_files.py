@@ -35,3 +35,12 @@ def test_an_unencodable_character_fails_before_the_target_changes(tmp_path: Path
     with pytest.raises(UnicodeEncodeError):
         write_private_text(target, "😀", encoding="gbk")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_is_written_through_not_replaced(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_text("old", encoding="utf-8")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    write_private_text(link, "new")
+    assert link.is_symlink() and real.read_text(encoding="utf-8") == "new"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,23 +50,10 @@ def _output(path: Optional[str], encoding: str, bom: bool) -> Iterator[TextIO]:
             yield stream
             stream.flush()
             return
-        if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
-            # /dev/stdout, a named pipe, a device: write into it. Renaming a temporary file over it would
-            # replace the link or device node itself (as root, /dev/full became a file and ENOSPC went unseen).
-            with open(path, "w", encoding=enc, newline="") as out:
-                yield out
-            return
-        tmp = f"{path}.part"
-        try:
-            with open(tmp, "w", encoding=enc, newline="") as out:
-                os.chmod(tmp, 0o600)  # customer data is personal data
-                yield out
-                out.flush()
-                os.fsync(out.fileno())  # the data is on disk before the new name points at it
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        from crmcli.core.files import private_file
+
+        with private_file(path, encoding=enc, newline="") as out:  # 0600, complete or absent
+            yield out
     except UnicodeEncodeError as e:
         bad = e.object[e.start:e.end] if isinstance(e.object, str) else "?"
         raise InvalidInput(_("'{char}' cannot be written in {encoding}.").format(char=bad, encoding=enc),

@@ -14,13 +14,23 @@ from typing import IO
 
 @contextmanager
 def private_file(path: str | os.PathLike[str], *, encoding: str = "utf-8", newline: str | None = None) -> Iterator[IO[str]]:
-    """A text stream whose content replaces ``path`` atomically when the block ends without an error."""
+    """A text stream whose content replaces ``path`` atomically when the block ends without an error.
+
+    A symlink, a named pipe or a device (/dev/stdout, /dev/full) is written into instead: renaming over it
+    would replace the link or the device node itself (as root, /dev/full became a file and ENOSPC went
+    unseen)."""
     target = Path(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        with open(target, "w", encoding=encoding, newline=newline) as stream:
+            yield stream
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=str(target.parent or "."))
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding=encoding, newline=newline) as stream:
             yield stream
+            stream.flush()
+            os.fsync(stream.fileno())  # the data is on disk before the new name points at it
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
