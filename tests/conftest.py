@@ -150,6 +150,7 @@ FILE_ONLY = {
     "tests/test_store.py::test_a_damaged_store": "a damaged SQLite file",
     "tests/test_smoke.py::test_init_is_idempotent_and_prints_the_path": "the store file's mode 0600",
     "tests/test_i18n.py::test_the_store_setting_is_read_before_the_cli_loads": "a missing store file's name",
+    "tests/test_db_audit.py::test_verify_names_the_first_broken_row": "db check's file checks (on PostgreSQL: the audit chain only)",
 }
 
 

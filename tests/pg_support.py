@@ -356,7 +356,8 @@ _live: dict[str, PgDb] = {}
 
 def patch_sqlite3(monkeypatch: Any) -> None:
     """Under CRM_TEST_PG, ``sqlite3.connect`` on a test's PG store URL (as tests do with ``db_path``, also as a
-    ``file:...?mode=ro`` URI) gives a SqliteLikeConnection; on real files it is the stdlib's."""
+    ``file:...?mode=ro`` URI) gives a SqliteLikeConnection, and ``shutil.copy*`` of it to a file writes that
+    store as an SQLite file (`crm db copy`); on real files both are the stdlib's."""
     import sqlite3
 
     real = sqlite3.connect
@@ -366,3 +367,25 @@ def patch_sqlite3(monkeypatch: Any) -> None:
         return SqliteLikeConnection(db) if db is not None else real(database, *args, **kwargs)
 
     monkeypatch.setattr(sqlite3, "connect", connect_any)
+
+    import shutil
+
+    for name in ("copy", "copy2", "copyfile"):
+        real_copy = getattr(shutil, name)
+
+        def copy_any(src: Any, dst: Any, *args: Any, _real: Any = real_copy, **kwargs: Any) -> Any:
+            db = _pg_target(src)
+            if db is None:
+                return _real(src, dst, *args, **kwargs)
+            # A test copies "the store file" to a file: the same store as an SQLite file (crm db copy).
+            from crmcli.core.safety.copy import copy_store as db_copy
+            from crmcli.store.engine import open_store
+
+            source = open_store(str(db))
+            try:
+                db_copy(source, str(dst))
+            finally:
+                source.dispose()
+            return dst
+
+        monkeypatch.setattr(shutil, name, copy_any)
