@@ -99,7 +99,8 @@ def test_writers_take_the_store_lock_and_readers_do_not(cli: Any) -> None:
 
     store = open_store(str(cli.db))
     try:
-        locks = sa.text("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k AND granted")
+        locks = sa.text("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :k AND granted "
+                        "AND pid = pg_backend_pid()")
         with store.read() as session:
             assert session.execute(locks, {"k": WRITER_LOCK}).scalar() == 0
         with store.write() as session:

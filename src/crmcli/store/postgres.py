@@ -138,7 +138,8 @@ def configure(engine: Engine) -> None:
 
 def take_writer_lock(conn: Connection) -> None:
     conn.exec_driver_sql(f"SET LOCAL lock_timeout = {STATEMENT_LOCK_TIMEOUT_MS}")
-    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+    # (crm, this schema): stores in different schemas of one database do not wait for each other.
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK}, hashtext(current_schema()))")
 
 
 def table_names(conn: Connection) -> list[str]:
