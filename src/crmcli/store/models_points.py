@@ -47,4 +47,12 @@ class PointsAllocation(SQLModel, table=True):
     points: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-__all__ = ["PointsLedger", "PointsAllocation"]
+class PointsLedgerUnlock(SQLModel, table=True):
+    """Holds a row only inside `crm import undo`'s transaction: the one time ledger rows may be deleted
+    (triggers of migration m0010 enforce append-only otherwise)."""
+
+    __tablename__ = "points_ledger_unlock"
+    import_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+
+
+__all__ = ["PointsLedger", "PointsAllocation", "PointsLedgerUnlock"]

@@ -173,9 +173,13 @@ def _remove_points(session: Session, ids: list[int], run_id: int) -> int:
         if used or later:
             raise Conflict(_("Import #{id} cannot be undone: points earned on its purchases have been used.").format(
                 id=run_id), hint=_("See them with `crm points history`; undo is only for imports nothing used yet."))
+    # The ledger is append-only (triggers, migration m0010) except while the unlock row exists: an undone
+    # import never happened, so neither did the unused points its purchases earned.
+    session.execute(text("INSERT INTO points_ledger_unlock (import_id) VALUES (:id)"), {"id": run_id})
     for part in chunked(ledger):
         marks = ", ".join(str(int(i)) for i in part)
         session.execute(text(f"DELETE FROM points_ledger WHERE id IN ({marks})"))
+    session.execute(text("DELETE FROM points_ledger_unlock WHERE import_id = :id"), {"id": run_id})
     return len(ledger)
 
 
