@@ -2,9 +2,9 @@
 
 The target must be new: a file that does not exist yet (or is empty), or a PostgreSQL database (schema)
 without tables. crmcli creates the schema there with its own migrations, then copies every table in
-foreign-key order inside ONE target transaction, reading the source in one consistent snapshot; a column
-that points at its own table (a customer's referrer, a refund's sale) is filled in a second pass so row
-order never matters. Before committing, the row count of every table is compared with the source and
+foreign-key order inside ONE target transaction, reading the source in one consistent snapshot, rows in key
+order; a column that points forward in its own table (a customer referred by a later customer) is filled
+in a second pass. Before committing, the row count of every table is compared with the source and
 the audit hash chain is verified on the target; any difference rolls the whole copy back (and removes a
 target file this command created). The source is never changed.
 """
@@ -78,12 +78,17 @@ def _copy_table(src: Connection, dst: Connection, s_table: sa.Table, d_table: sa
     key = [c.name for c in d_table.primary_key.columns]
     fixups: list[dict[str, Any]] = []
     insert = sa.insert(d_table)
-    result = src.execution_options(yield_per=BATCH).execute(sa.select(*[s_table.c[n] for n in names]))
+    stmt = sa.select(*[s_table.c[n] for n in names]).order_by(*[s_table.c[k] for k in key if k in s_table.c])
+    result = src.execution_options(yield_per=BATCH).execute(stmt)
+    single = key[0] if len(key) == 1 else None
     for part in result.partitions():
         rows = [dict(zip(names, r)) for r in part]
         if later:
             for row in rows:
-                if any(row[c] is not None for c in later):
+                # Rows come in key order, so a reference to an earlier row is already there; only forward
+                # references wait for the second pass (the points ledger's append-only trigger refuses
+                # UPDATEs, and its references always point back).
+                if any(row[c] is not None and (single is None or not row[c] < row[single]) for c in later):
                     fixups.append({**{f"k_{k}": row[k] for k in key}, **{f"v_{c}": row[c] for c in later}})
                     for c in later:
                         row[c] = None
