@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from crmcli.core.safety.files import fsync_dir
+
 
 @contextmanager
 def private_file(path: str | os.PathLike[str], *, encoding: str = "utf-8", newline: str | None = None) -> Iterator[IO[str]]:
@@ -32,6 +34,7 @@ def private_file(path: str | os.PathLike[str], *, encoding: str = "utf-8", newli
             stream.flush()
             os.fsync(stream.fileno())  # the data is on disk before the new name points at it
         os.replace(tmp, target)
+        fsync_dir(target.parent)  # the new name itself survives a power cut
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -174,8 +174,14 @@ def encrypt(location: str | None, key_file: str | None = None) -> KeyOutcome:
     if not keys.save_in_keyring(path, secret) or (keys.keyring_key(path) or keys.Key("", "")).secret != secret:
         raise StoreError(_("No key to encrypt {path} with, and no system keyring to keep a new one in.").format(path=path),
                          hint=_("Set CRM_DB_KEY, or pass --key-file FILE (a file of mode 0600)."))
+    return _convert_restoring_keyring(path, None, secret, previous)
+
+
+def _convert_restoring_keyring(path: Path, old: str | None, secret: str, previous: "keys.Key | None") -> KeyOutcome:
+    """Convert to ``secret`` (already saved in the keyring); if the conversion fails, the keyring gets back
+    the key that still opens the file."""
     try:
-        result = convert(path, None, secret)
+        result = convert(path, old, secret)
     except BaseException:
         if previous is not None:
             keys.save_in_keyring(path, previous.secret)
@@ -210,12 +216,4 @@ def rekey(location: str | None, key_file: str | None = None, new_key_file: str |
     if not keys.save_in_keyring(path, secret):
         raise StoreError(_("No system keyring to keep a new key for {path} in.").format(path=path),
                          hint=_("Pass --new-key-file FILE (a file of mode 0600) with the new key."))
-    try:
-        result = convert(path, old, secret)
-    except BaseException:
-        if previous is not None:
-            keys.save_in_keyring(path, previous.secret)
-        else:
-            keys.forget_in_keyring(path)
-        raise
-    return KeyOutcome(result, _("the system keyring"))
+    return _convert_restoring_keyring(path, old, secret, previous)
