@@ -6,7 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, YesOpt, choose_customer, confirm, info, masking, parse_day,
+from crmcli.cli.customer_filters import (BirthdayMonthFilter, CityFilter, CreatedSinceFilter, CreatedUntilFilter,
+                                         DeletedFilter, DescOpt, DueFilter, LevelFilter, SegmentFilter, SortOpt,
+                                         SourceFilter, StageFilter, TagFilter, TierFilter)
+from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, YesOpt, choose_customer, confirm, info, masking,
                                pick_customer, state, store_context)
 from crmcli.i18n import _
 
@@ -137,20 +140,11 @@ TABLE_KEYS = ("code", "name", "phone", "city", "tags", "orders", "net_spent", "l
 @app.command("list", help=_("List customers, with filters and sorting.\n\n"
                             "Example: crm customer list --tag vip --city 上海 --sort spend --desc --limit 20"))
 def list_(
-    tag: Tags = None,
-    city: Annotated[Optional[str], typer.Option(help=_("Only this city."))] = None,
-    source: Annotated[Optional[str], typer.Option(help=_("Only this acquisition source."))] = None,
-    created_since: Annotated[Optional[str], typer.Option("--created-since", help=_("Created on or after this date."))] = None,
-    created_until: Annotated[Optional[str], typer.Option("--created-until", help=_("Created on or before this date."))] = None,
-    birthday_month: Annotated[Optional[int], typer.Option("--birthday-month", min=1, max=12, help=_("Birthday in this month (1-12)."))] = None,
-    due: Annotated[bool, typer.Option("--due", help=_("Only customers whose follow-up is due (today or earlier)."))] = False,
-    deleted: Annotated[bool, typer.Option("--deleted", help=_("Include deleted customers."))] = False,
-    tier: Annotated[Optional[str], typer.Option("--tier", help=_("Only this tier: A, B or C (as of the last `crm tier recompute`)."))] = None,
-    segment: Annotated[Optional[str], typer.Option("--segment", help=_("Only this RFM segment, e.g. 'At risk'."))] = None,
-    stage: Annotated[Optional[str], typer.Option("--stage", help=_("Only this lifecycle stage: prospect, new, repeat, loyal, at risk, lost."))] = None,
-    level: Annotated[Optional[str], typer.Option("--level", help=_("Only this membership level, e.g. gold."))] = None,
-    sort: Annotated[str, typer.Option(help=_("Sort by code, name, created, spend, orders, last-purchase, follow-up or city."))] = "code",
-    desc: Annotated[bool, typer.Option("--desc", help=_("Sort in descending order."))] = False,
+    tag: TagFilter = None, city: CityFilter = None, source: SourceFilter = None,
+    created_since: CreatedSinceFilter = None, created_until: CreatedUntilFilter = None,
+    birthday_month: BirthdayMonthFilter = None, due: DueFilter = False, deleted: DeletedFilter = False,
+    tier: TierFilter = None, segment: SegmentFilter = None, stage: StageFilter = None, level: LevelFilter = None,
+    sort: SortOpt = "code", desc: DescOpt = False,
     limit: LimitOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = None,
 ) -> None:
     _list(tag=tag, city=city, source=source, created_since=created_since, created_until=created_until,
@@ -164,21 +158,16 @@ def _list(*, text: Optional[str], tag: Optional[list[str]] = None, city: Optiona
           desc: bool = False, limit: Optional[int] = None, as_of: Optional[str] = None, fmt: Optional[str] = None,
           tier: Optional[str] = None, segment: Optional[str] = None, stage: Optional[str] = None,
           level: Optional[str] = None) -> None:
+    from crmcli.cli.customer_filters import build_filter
     from crmcli.cli.output import Units, choose_format, emit
     from crmcli.core import customers
-    from crmcli.errors import UsageError
 
-    if sort not in customers.SORTS:
-        raise UsageError(_("'{value}' is not a sort key.").format(value=sort),
-                         hint=_("Use one of: {choices}.").format(choices=", ".join(customers.SORTS)))
     with state().store().read() as session:
         ctx = store_context(session, as_of)
-        flt = customers.ListFilter(tags=tag or [], city=city, source=source,
-                                   created_since=parse_day(created_since, ctx, "--created-since"),
-                                   created_until=parse_day(created_until, ctx, "--created-until"),
-                                   birthday_month=birthday_month, follow_up_due=due, include_deleted=deleted,
-                                   text=text, sort=sort, descending=desc, limit=limit,
-                                   tier=tier, segment=segment, stage=stage, level=level)
+        flt = build_filter(ctx, tag=tag, city=city, source=source, created_since=created_since,
+                           created_until=created_until, birthday_month=birthday_month, due=due, deleted=deleted,
+                           text=text, sort=sort, desc=desc, limit=limit, tier=tier, segment=segment, stage=stage,
+                           level=level)
         rows = customers.list_customers(session, flt, ctx)
         mask = masking(session)
     columns = list_columns()

@@ -9,6 +9,9 @@ from typing import Annotated, Any, Optional, TextIO
 
 import typer
 
+from crmcli.cli.customer_filters import (BirthdayMonthFilter, CityFilter, CreatedSinceFilter, CreatedUntilFilter,
+                                         DeletedFilter, DescOpt, DueFilter, LevelFilter, SegmentFilter, SortOpt,
+                                         SourceFilter, StageFilter, TagFilter, TierFilter)
 from crmcli.cli.common import AsOfOpt, LimitOpt, info, masking, parse_day, pick_customer, state, store_context
 from crmcli.i18n import _
 
@@ -20,7 +23,6 @@ BomOpt = Annotated[bool, typer.Option("--bom", help=_("Start the file with a UTF
 EncodingOpt = Annotated[str, typer.Option("--encoding", help=_("Encoding of the file: utf-8 (default), gbk, gb18030, utf-16 ..."))]
 DelimiterOpt = Annotated[str, typer.Option("--delimiter", help=_("Column separator: ',' (default), ';', tab or '|'."))]
 MaskOpt = Annotated[bool, typer.Option("--mask", help=_("Partly hide phones and e-mails (also on with the global --mask or privacy.mask)."))]
-Tags = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help=_("Only customers with this tag (repeatable: all of them)."))]
 
 
 @contextmanager
@@ -79,43 +81,28 @@ def _done(count: int, what: str, path: Optional[str]) -> None:
                                  "Example: crm export customers vip.csv --tag vip --city 上海"))
 def customers(
     file: OutArg = None,
-    tag: Tags = None,
-    city: Annotated[Optional[str], typer.Option(help=_("Only this city."))] = None,
-    source: Annotated[Optional[str], typer.Option(help=_("Only this acquisition source."))] = None,
-    created_since: Annotated[Optional[str], typer.Option("--created-since", help=_("Created on or after this date."))] = None,
-    created_until: Annotated[Optional[str], typer.Option("--created-until", help=_("Created on or before this date."))] = None,
-    birthday_month: Annotated[Optional[int], typer.Option("--birthday-month", min=1, max=12, help=_("Birthday in this month (1-12)."))] = None,
-    due: Annotated[bool, typer.Option("--due", help=_("Only customers whose follow-up is due (today or earlier)."))] = False,
-    deleted: Annotated[bool, typer.Option("--deleted", help=_("Include deleted customers."))] = False,
-    tier: Annotated[Optional[str], typer.Option("--tier", help=_("Only this tier: A, B or C."))] = None,
-    segment: Annotated[Optional[str], typer.Option("--segment", help=_("Only this RFM segment."))] = None,
-    stage: Annotated[Optional[str], typer.Option("--stage", help=_("Only this lifecycle stage."))] = None,
-    level: Annotated[Optional[str], typer.Option("--level", help=_("Only this membership level."))] = None,
-    sort: Annotated[str, typer.Option(help=_("Sort by code, name, created, spend, orders, last-purchase, follow-up or city."))] = "code",
-    desc: Annotated[bool, typer.Option("--desc", help=_("Sort in descending order."))] = False,
+    tag: TagFilter = None, city: CityFilter = None, source: SourceFilter = None,
+    created_since: CreatedSinceFilter = None, created_until: CreatedUntilFilter = None,
+    birthday_month: BirthdayMonthFilter = None, due: DueFilter = False, deleted: DeletedFilter = False,
+    tier: TierFilter = None, segment: SegmentFilter = None, stage: StageFilter = None, level: LevelFilter = None,
+    sort: SortOpt = "code", desc: DescOpt = False,
     limit: LimitOpt = None, as_of: AsOfOpt = None,
     vcf: Annotated[bool, typer.Option("--vcf", help=_("Write vCards instead of CSV."))] = False,
     vcard_version: Annotated[str, typer.Option("--vcard-version", help=_("vCard version: 4.0 (default) or 3.0."))] = "4.0",
     bom: BomOpt = False, encoding: EncodingOpt = "utf-8", delimiter: DelimiterOpt = ",", mask: MaskOpt = False,
 ) -> None:
-    from crmcli.core import customers as core
+    from crmcli.cli.customer_filters import build_filter
     from crmcli.core.io import exporter, vcard
     from crmcli.errors import UsageError
 
-    if sort not in core.SORTS:
-        raise UsageError(_("'{value}' is not a sort key.").format(value=sort),
-                         hint=_("Use one of: {choices}.").format(choices=", ".join(core.SORTS)))
     if vcard_version not in ("3.0", "4.0"):
         raise UsageError(_("'{value}' is not a vCard version.").format(value=vcard_version), hint=_("Use 3.0 or 4.0."))
     sep = _delimiter(delimiter)
     with state().store().read() as session:
         ctx = store_context(session, as_of)
-        flt = core.ListFilter(tags=tag or [], city=city, source=source,
-                              created_since=parse_day(created_since, ctx, "--created-since"),
-                              created_until=parse_day(created_until, ctx, "--created-until"),
-                              birthday_month=birthday_month, follow_up_due=due, include_deleted=deleted,
-                              sort=sort, descending=desc, limit=limit, tier=tier, segment=segment, stage=stage,
-                              level=level)
+        flt = build_filter(ctx, tag=tag, city=city, source=source, created_since=created_since,
+                           created_until=created_until, birthday_month=birthday_month, due=due, deleted=deleted,
+                           sort=sort, desc=desc, limit=limit, tier=tier, segment=segment, stage=stage, level=level)
         hide = mask or masking(session)
         records = exporter.customer_records(session, flt, ctx, mask=hide)
         with _output(file, encoding, bom) as out:
