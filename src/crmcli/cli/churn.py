@@ -74,7 +74,7 @@ def scan_cmd(
                      "run_id": run_id, "dry_run": dry_run}, chosen)
         return
     rows = [{"risk": level, "customers": counts[level]} for level in ("high", "medium", "low", "none")]
-    emit(rows, [Column("risk", _("Risk")), Column("customers", _("Customers"), "int")], chosen, _units(ctx))
+    emit(rows, [Column("risk", _("Risk"), "message"), Column("customers", _("Customers"), "int")], chosen, _units(ctx))
 
 
 # ---------------------------------------------------------------------------------------------- list
@@ -165,7 +165,7 @@ def list_cmd(
                     "phone": contacts.get(r["id"], {}).get("phone"), "email": contacts.get(r["id"], {}).get("email"),
                     "risk_as_of": r["as_of"], "scored_as_of": r["scored"]})
     columns = [Column("code", _("Code")), Column("name", _("Name")), Column("tier", _("Tier")),
-               Column("risk", _("Risk")), Column("reasons", _("Reasons"), "list"),
+               Column("risk", _("Risk"), "message"), Column("reasons", _("Reasons"), "list"),
                Column("p_alive", _("P(alive)"), justify="right"),
                Column("expected_purchases", _("Expected"), justify="right"),
                Column("clv", _("CLV"), "money", source="clv_minor")]
@@ -361,7 +361,7 @@ def winback_cmd(
         info(_("{n} more left out by --limit.").format(n=c["over_limit"]))
     rows = result.rows
     columns = [Column("code", _("Code")), Column("name", _("Name")), Column("tier", _("Tier")),
-               Column("risk", _("Risk")), Column("reasons", _("Reasons"), "list"), Column("action", _("Action")),
+               Column("risk", _("Risk"), "message"), Column("reasons", _("Reasons"), "list"), Column("action", _("Action")),
                Column("action_text", _("Suggested action")), Column("channel", _("Channel")),
                Column("contact", _("Contact"), "contact"), Column("message", _("Message")),
                Column("clv", _("CLV"), "money", source="clv_minor")]

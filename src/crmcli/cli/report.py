@@ -1008,7 +1008,7 @@ def churn(as_of: AsOfOpt = None, fmt: FormatOpt = None, svg: SvgOpt = None, html
             _record({**data, "scores": scores}, chosen)
             return
         if chosen == "markdown":
-            _markdown_sections([(title, level_rows, [Column("risk", _("Risk")), Column("customers", _("Customers"), "int"),
+            _markdown_sections([(title, level_rows, [Column("risk", _("Risk"), "message"), Column("customers", _("Customers"), "int"),
                                                      Column("share", _("Share %"), justify="right")]),
                                 (_("By tier"), data["by_tier"], tier_columns)], units)
             return
