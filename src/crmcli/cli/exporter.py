@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional, TextIO
 
 import typer
 
+from crmcli.cli.purchase_filters import (CategoryFilter, ChannelFilter, CustomerFilter, KindFilter, ProductFilter,
+                                         SinceFilter, UntilFilter, purchase_query)
 from crmcli.cli.customer_filters import (BirthdayMonthFilter, CityFilter, CreatedSinceFilter, CreatedUntilFilter,
                                          DeletedFilter, DescOpt, DueFilter, LevelFilter, SegmentFilter, SortOpt,
                                          SourceFilter, StageFilter, TagFilter, TierFilter)
@@ -123,30 +125,21 @@ def _customer_id(session: Any, ref: Optional[str], ctx: Any) -> Optional[int]:
                                  "Example: crm export purchases q1.csv --since 2024-01-01 --until 2024-03-31"))
 def purchases(
     file: OutArg = None,
-    customer: Annotated[Optional[str], typer.Option("--customer", "-c", help=_("Only this customer."))] = None,
-    since: Annotated[Optional[str], typer.Option(help=_("On or after this date."))] = None,
-    until: Annotated[Optional[str], typer.Option(help=_("On or before this date."))] = None,
-    category: Annotated[Optional[str], typer.Option(help=_("Only this category."))] = None,
-    channel: Annotated[Optional[str], typer.Option(help=_("Only this channel."))] = None,
-    product: Annotated[Optional[str], typer.Option(help=_("Product name contains."))] = None,
-    kind: Annotated[Optional[str], typer.Option(help=_("sale or refund."))] = None,
+    customer: CustomerFilter = None, since: SinceFilter = None, until: UntilFilter = None,
+    category: CategoryFilter = None, channel: ChannelFilter = None, product: ProductFilter = None,
+    kind: KindFilter = None,
     limit: LimitOpt = None, as_of: AsOfOpt = None,
     bom: BomOpt = False, encoding: EncodingOpt = "utf-8", delimiter: DelimiterOpt = ",",
 ) -> None:
     from crmcli.core import purchases as core
     from crmcli.core.io import exporter
-    from crmcli.errors import InvalidInput
 
-    if kind is not None and kind not in ("sale", "refund"):
-        raise InvalidInput(_("'{value}' is not a kind.").format(value=kind), field="kind", value=kind,
-                           hint=_("Use sale or refund."))
     sep = _delimiter(delimiter)
     with state().store().read() as session:
         ctx = store_context(session, as_of)
-        rows = core.list_purchases(session, ctx, customer_id=_customer_id(session, customer, ctx),
-                                   since=parse_day(since, ctx, "--since"), until=parse_day(until, ctx, "--until"),
-                                   category=category, channel=channel, product=product, kind=kind, limit=limit,
-                                   descending=False)
+        rows = core.list_purchases(session, ctx, descending=False, **purchase_query(
+            session, ctx, customer=customer, since=since, until=until, category=category, channel=channel,
+            product=product, kind=kind, limit=limit))
         with _output(file, encoding, bom) as out:
             count = exporter.write_csv(out, exporter.PURCHASE_COLUMNS, exporter.purchase_records(rows, session, ctx), sep)
     _done(count, _("purchases"), file)

@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, NegativeNumbersCommand, choose_customer, info, parse_day,
-                               pick_customer, state, store_context)
+from crmcli.cli.purchase_filters import (CategoryFilter, ChannelFilter, CustomerFilter, KindFilter, ProductFilter,
+                                         SinceFilter, UntilFilter, purchase_query)
+from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, NegativeNumbersCommand, choose_customer, info,
+                               state, store_context)
 from crmcli.i18n import _
 
 app = typer.Typer(help=_("Purchases and refunds.\n\nExample: crm purchase add C000001 128.50 --product 拿铁 --ref ORD-1001"),
@@ -86,28 +88,19 @@ def refund(
 
 @app.command("list", help=_("List purchases and refunds, newest first.\n\nExample: crm purchase list --customer C000001 --since 90d"))
 def list_(
-    customer: Annotated[Optional[str], typer.Option("--customer", "-c", help=_("Only this customer."))] = None,
-    since: Annotated[Optional[str], typer.Option(help=_("On or after this date."))] = None,
-    until: Annotated[Optional[str], typer.Option(help=_("On or before this date."))] = None,
-    category: Annotated[Optional[str], typer.Option(help=_("Only this category."))] = None,
-    channel: Annotated[Optional[str], typer.Option(help=_("Only this channel."))] = None,
-    product: Annotated[Optional[str], typer.Option(help=_("Product name contains."))] = None,
-    kind: Annotated[Optional[str], typer.Option(help=_("sale or refund."))] = None,
+    customer: CustomerFilter = None, since: SinceFilter = None, until: UntilFilter = None,
+    category: CategoryFilter = None, channel: ChannelFilter = None, product: ProductFilter = None,
+    kind: KindFilter = None,
     limit: LimitOpt = None, as_of: AsOfOpt = None, fmt: FormatOpt = None,
 ) -> None:
     from crmcli.cli.output import Units, choose_format, emit
     from crmcli.core import purchases
-    from crmcli.errors import InvalidInput
 
-    if kind is not None and kind not in ("sale", "refund"):
-        raise InvalidInput(_("'{value}' is not a kind.").format(value=kind), field="kind", value=kind,
-                           hint=_("Use sale or refund."))
     with state().store().read() as session:
         ctx = store_context(session, as_of)
-        cid = pick_customer(session, customer, ctx, include_deleted=True).id if customer else None
-        rows = purchases.list_purchases(session, ctx, customer_id=cid, since=parse_day(since, ctx, "--since"),
-                                        until=parse_day(until, ctx, "--until"), category=category, channel=channel,
-                                        product=product, kind=kind, limit=limit)
+        rows = purchases.list_purchases(session, ctx, **purchase_query(
+            session, ctx, customer=customer, since=since, until=until, category=category, channel=channel,
+            product=product, kind=kind, limit=limit))
     cols = columns()
     chosen = choose_format(fmt)
     if chosen in ("table", "markdown"):
