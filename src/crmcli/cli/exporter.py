@@ -149,9 +149,7 @@ def purchases(
                                     "Example: crm export interactions --customer C000001 --since 90d"))
 def interactions(
     file: OutArg = None,
-    customer: Annotated[Optional[str], typer.Option("--customer", "-c", help=_("Only this customer."))] = None,
-    since: Annotated[Optional[str], typer.Option(help=_("On or after this date."))] = None,
-    until: Annotated[Optional[str], typer.Option(help=_("On or before this date."))] = None,
+    customer: CustomerFilter = None, since: SinceFilter = None, until: UntilFilter = None,
     channel: Annotated[Optional[str], typer.Option(help=_("Only this channel: phone, email, sms, wechat, visit, social, other."))] = None,
     limit: LimitOpt = None, as_of: AsOfOpt = None,
     bom: BomOpt = False, encoding: EncodingOpt = "utf-8", delimiter: DelimiterOpt = ",",
