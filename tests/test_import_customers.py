@@ -46,8 +46,19 @@ def test_chinese_headers_create_customers_with_everything(cli, tmp_path):
     run = one(cli.db, "SELECT kind || ' ' || mode || ' ' || status || ' ' || created FROM import_run")
     assert run == "customers create done 2"
     assert one(cli.db, "SELECT COUNT(*) FROM customer WHERE import_id = 1") == 2
-    adds = [r for r in audit_rows(cli.db, "add") if r["entity"] == "customer"]
-    assert len(adds) == 2 and adds[0]["command"] == "crm import customers"
+    assert not [r for r in audit_rows(cli.db, "add") if r["entity"] == "customer"]  # one row per batch instead
+    batches = [r for r in audit_rows(cli.db, "import-batch") if r["entity"] == "customer"]
+    assert len(batches) == 1 and batches[0]["command"] == "crm import customers"
+    assert (batches[0]["entity_id"], batches[0]["customer_id"]) == (None, None)
+    assert {k: batches[0]["after"][k] for k in ("import_id", "count", "first_id", "last_id")} == {
+        "import_id": 1, "count": 2, "first_id": 1, "last_id": 2}
+    # Each customer's history and privacy export still show that the import created it.
+    for who in ("王芳", "李雷"):
+        assert [(e["type"], e["id"]) for e in cli.json("customer", "history", who)] == [("change:add", batches[0]["id"])]
+        doc = json.loads(cli.ok("customer", "data", who).stdout)
+        assert [(a["entity"], a["action"], a["after"]["import_id"]) for a in doc["audit"]] == [
+            ("customer", "import-batch", 1)]
+    cli.ok("db", "audit", "--verify")
     assert any(r["entity"] == "import" and r["after"]["created"] == 2 for r in audit_rows(cli.db, "import"))
 
 

@@ -20,8 +20,9 @@ import hashlib
 import json
 import os
 import secrets
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select
 from sqlmodel import Session
@@ -89,9 +90,23 @@ def record(session: Session, *, entity: str, entity_id: int | None, action: str,
                                after=after, customer_id=customer_id)])
 
 
+class Spool(Protocol):
+    def add(self, entries: list[dict[str, Any]]) -> None: ...
+
+
+# While set, record_many hands its entries to the spool instead of writing them: an import that commits in
+# steps writes its audit rows with its last step, so a failed import can be removed without a trace and the
+# trail never names a record that was taken back (core/io/importer.py).
+spool: ContextVar[Spool | None] = ContextVar("audit_spool", default=None)
+
+
 def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
     """Append many audit rows in one executemany (bulk imports), chaining their hashes."""
     if not entries:
+        return
+    held = spool.get()
+    if held is not None:
+        held.add(entries)
         return
     prev = _last_hash(session)
     at = utcnow()
@@ -109,6 +124,22 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
                      "prev_hash": prev, "hash": link})
         prev = link
     session.execute(insert(AuditEntry.__table__), rows)
+
+
+def import_batch_rows(session: Session, entity: str, record_id: int, import_id: int | None) -> list[Any]:
+    """The ``import-batch`` rows (one per batch of an import, no per-record row) that cover one record: how
+    customer history and the privacy export show that an import created it."""
+    if import_id is None:
+        return []
+    table = AuditEntry.__table__
+    stmt = select(table).where(table.c.entity == entity, table.c.entity_id.is_(None), table.c.action == "import-batch",
+                               table.c.after.like(f'%"import_id": {int(import_id)},%')).order_by(table.c.id)
+    out = []
+    for row in session.execute(stmt):
+        after = json.loads(row.after or "{}")
+        if after.get("import_id") == import_id and after.get("first_id", 0) <= record_id <= after.get("last_id", -1):
+            out.append(row)
+    return out
 
 
 def verify(session: Session) -> int | None:

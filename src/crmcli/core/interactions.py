@@ -80,6 +80,9 @@ def timeline(session: Session, customer_id: int, ctx: StoreContext, *, limit: in
                                                       AuditEntry.entity == "customer")).scalars():
         events.append({"at": a.at, "type": f"change:{a.action}", "id": a.id, "summary": _change_text(a),
                        "amount_minor": None})
+    imported = session.execute(select(Customer.import_id).where(Customer.id == customer_id)).scalar()
+    for a in audit.import_batch_rows(session, "customer", customer_id, imported):  # created by `crm import customers`
+        events.append({"at": a.at, "type": "change:add", "id": a.id, "summary": N_("record created"), "amount_minor": None})
     events.sort(key=lambda e: (e["at"], e["id"]), reverse=True)
     return events[:limit] if limit else events
 

@@ -117,8 +117,15 @@ def customer_data(session: Session, customer: Customer, ctx: StoreContext) -> di
                      "entity_id": r.entity_id, "action": r.action,
                      "before": json.loads(r.before) if r.before else None,
                      "after": json.loads(r.after) if r.after else None}
-                    for r in session.execute(select(A).where(_about(cid)).order_by(A.c.id))]
+                    for r in _audit_about(session, customer)]
     return _plain(doc, ctx)  # type: ignore[no-any-return]
+
+
+def _audit_about(session: Session, customer: Customer) -> list[Any]:
+    """The person's audit rows, with the batch rows of the import that created them (no per-customer row)."""
+    rows = list(session.execute(select(A).where(_about(customer.id)).order_by(A.c.id)))  # type: ignore[arg-type]
+    rows += audit.import_batch_rows(session, "customer", customer.id, customer.import_id)  # type: ignore[arg-type]
+    return sorted(rows, key=lambda r: r.id)
 
 
 def _about(cid: int) -> Any:
