@@ -8,6 +8,11 @@ calls it (earn on every sale, settle every refund).
 Floor: stdlib sqlite3 executemany of the same number of ledger rows plus the same number of audit rows
 into the same store (what any implementation must at least write), in one transaction.
 
+Both are timed by wall clock and by CPU time of this process. The ceiling applies to the CPU ratio: on a machine
+whose two cores other work shares, wall times stretch with the load (the floor, a second long, most of all),
+while CPU time counts only the work done. The wall ratio is printed too (it also pays the hook's COMMIT, which
+the floor, rolled back, does not).
+
 Run:  pytest tests/benchmarks/test_points_bench.py -m benchmark -s
 """
 
@@ -62,9 +67,10 @@ def generate(path: Path, customers: int, sales: int) -> list[int]:
     return [r[0] for r in rows]
 
 
-def floor_seconds(path: Path, n: int) -> float:
+def floor_seconds(path: Path, n: int) -> tuple[float, float]:
+    """(wall, CPU) seconds of the floor's inserts."""
     conn = sqlite3.connect(path)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO points_ledger (customer_id, kind, points, debt, effective_on, created_at, "
                      "expires_on, spendable_on, purchase_id, actor, detail, key) "
@@ -74,7 +80,7 @@ def floor_seconds(path: Path, n: int) -> float:
     conn.executemany("INSERT INTO audit (at, actor, command, entity, entity_id, customer_id, action, after, "
                      "prev_hash, hash) VALUES ('2025-01-01 00:00:00', 'bench', 'bench', 'points_ledger', ?, ?, "
                      "'earn', '{}', ?, ?)", ((i, 1 + i % 1000, "0" * 64, "f" * 64) for i in range(n)))
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start, time.process_time() - cpu
     conn.rollback()
     conn.close()
     return elapsed
@@ -102,10 +108,10 @@ def test_purchase_hook_on_a_bulk_import(tmp_path: Path) -> None:
     saved = hooks.CLASSIFICATION
     hooks.CLASSIFICATION = None  # measure the points feature alone
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with store.write() as session:
             on_purchases(session, ids, StoreContext.load(session, as_of=AS_OF))
-        hook = time.perf_counter() - start
+        hook, hook_cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         hooks.CLASSIFICATION = saved
     with store.read() as session:
@@ -114,9 +120,11 @@ def test_purchase_hook_on_a_bulk_import(tmp_path: Path) -> None:
     store.dispose()
     copy = tmp_path / "floor.sqlite"
     shutil.copy(path, copy)
-    floor = min(floor_seconds(copy, written) for _ in range(2))
-    ratio = hook / floor
+    floors = [floor_seconds(copy, written) for _ in range(2)]
+    floor, floor_cpu = min(f[0] for f in floors), min(f[1] for f in floors)
+    ratio, ratio_cpu = hook / floor, hook_cpu / floor_cpu
     print(f"\npoints hook: {len(ids):,} purchases ({customers:,} customers) → {written:,} ledger rows {kinds} "
-          f"in {hook:.2f} s; floor (executemany of {written:,} ledger + audit rows) {floor:.2f} s; ratio {ratio:.1f}x")
+          f"in {hook:.2f} s wall, {hook_cpu:.2f} s CPU; floor (executemany of {written:,} ledger + audit rows) "
+          f"{floor:.2f} s wall, {floor_cpu:.2f} s CPU; ratio {ratio:.1f}x wall, {ratio_cpu:.1f}x CPU")
     assert written >= sales * 0.9
-    assert ratio < 15
+    assert ratio_cpu < 15

@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from crmcli.core import audit
 from crmcli.core.clock import utcnow
+from crmcli.store.bulk import insert_rows
 from crmcli.store.models_points import PointsAllocation, PointsLedger
 
 L = PointsLedger.__table__
@@ -30,6 +31,8 @@ CREDIT_KINDS = ("earn", "adjust", "referral", "birthday", "restore")
 DEBIT_KINDS = ("redeem", "expire", "reversal", "adjust", "repay")
 KINDS = ("earn", "redeem", "expire", "reversal", "adjust", "referral", "birthday", "restore", "repay")
 CHUNK = 500
+_COLUMNS = ("customer_id", "kind", "points", "debt", "effective_on", "created_at", "expires_on", "spendable_on",
+            "purchase_id", "ref_id", "reason", "actor", "detail", "key")
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -142,20 +145,14 @@ def append(session: Session, rows: list[dict[str, Any]], *, allocations: list[li
     if len(full) == 1:
         ids = [int(session.execute(insert(L).returning(L.c.id), full).scalar_one())]
     else:
-        # Several rows: each has its own unique key, which maps the returned ids back to the rows (cheaper than
-        # asking the driver to keep the parameters' order).
-        keys = [row["key"] for row in full]
-        assert None not in keys and len(set(keys)) == len(keys), "bulk ledger rows need unique keys"
-        by_key = {key: int(i) for i, key in session.execute(insert(L).returning(L.c.id, L.c.key), full)}
-        ids = [by_key[key] for key in keys]
-    alloc_rows: list[dict[str, int]] = []
+        ids = _insert_keyed(session, full)
+    alloc_rows: list[tuple[int, int, int]] = []
     for i, (debit_id, row) in enumerate(zip(ids, full)):
         allocs = allocations[i] if allocations else []
         # A debit's allocations add up to exactly its points; a credit (a lot) has none.
         assert sum(n for _lot, n in allocs) == max(-row["points"], 0) and (row["points"] <= 0 or not allocs), row
-        alloc_rows.extend({"debit_id": debit_id, "lot_id": lot_id, "points": n} for lot_id, n in allocs if n > 0)
-    if alloc_rows:
-        session.execute(insert(A), alloc_rows)
+        alloc_rows.extend((debit_id, lot_id, n) for lot_id, n in allocs if n > 0)
+    insert_rows(session, A, ("debit_id", "lot_id", "points"), alloc_rows)
     entries = []
     for i, (new_id, row) in enumerate(zip(ids, full)):
         after = {k: row[k] for k in ("kind", "points", "debt", "effective_on", "expires_on", "spendable_on",
@@ -166,6 +163,24 @@ def append(session: Session, rows: list[dict[str, Any]], *, allocations: list[li
                         "action": audit_action or row["kind"], "after": after})
     audit.record_many(session, entries)
     return ids
+
+
+def _insert_keyed(session: Session, full: list[dict[str, Any]]) -> list[int]:
+    """Insert several ledger rows with one tuple executemany; their new ids, in the rows' order.
+
+    Every bulk row has its own unique key, which maps the new ids back to the rows. The store's write lock is
+    held, so the rows above the highest id before the insert are this transaction's own: one range query
+    finds them (a key lookup covers any id a database handed out below that mark).
+    """
+    keys = [row["key"] for row in full]
+    assert None not in keys and len(set(keys)) == len(keys), "bulk ledger rows need unique keys"
+    mark = int(session.execute(select(func.coalesce(func.max(L.c.id), 0))).scalar_one())
+    insert_rows(session, L, _COLUMNS, [tuple(row[c] for c in _COLUMNS) for row in full])
+    by_key = {key: int(i) for i, key in session.execute(select(L.c.id, L.c.key).where(L.c.id > mark))}
+    missing = [key for key in keys if key not in by_key]
+    for part in chunks(missing):
+        by_key.update({key: int(i) for i, key in session.execute(select(L.c.id, L.c.key).where(L.c.key.in_(list(part))))})
+    return [by_key[key] for key in keys]
 
 
 def debit(session: Session, customer_id: int, kind: str, allocations: list[tuple[Lot, int]], effective_on: date, *,
