@@ -98,7 +98,7 @@ def list_cmd(
 
     from crmcli.cli.output import Column, choose_format, emit
     from crmcli.core.churn import scan
-    from crmcli.core.churn.modeling import SCORE
+    from crmcli.core.churn.modeling import SCORE, last_score_run
     from crmcli.core.churn.rules import parse_level
     from crmcli.core.churn.winback import tiers_of
     from crmcli.core.customers import primary_contacts
@@ -124,7 +124,7 @@ def list_cmd(
     with state().store().read() as session:
         ctx = store_context(session)
         cols = [C.c.id, C.c.code, C.c.name, R.c.risk, R.c.rank, R.c.reasons, R.c.as_of, SCORE.c.p_alive,
-                SCORE.c.expected_purchases, SCORE.c.clv_minor, SCORE.c.order_value_minor, SCORE.c.as_of.label("scored")]
+                SCORE.c.expected_purchases, SCORE.c.clv_minor, SCORE.c.order_value_minor]
         stmt = (select(*cols).select_from(C.outerjoin(R, R.c.customer_id == C.c.id)
                                           .outerjoin(SCORE, SCORE.c.customer_id == C.c.id))
                 .where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None),
@@ -147,6 +147,7 @@ def list_cmd(
             rows = rows[:limit] if limit else rows
         contacts = primary_contacts(session, [r["id"] for r in rows])
         run = scan.last_scan(session)
+        scored = last_score_run(session)
         units = _units(ctx, session)
     if run is None and not rows:
         info(_("Nothing to list yet: run `crm churn scan` (rules), or `crm churn fit` and `crm churn score` (models)."))
@@ -163,7 +164,8 @@ def list_cmd(
                     "expected_purchases": round(r["expected_purchases"], 3) if r["expected_purchases"] is not None else None,
                     "clv_minor": r["clv_minor"], "order_value_minor": r["order_value_minor"],
                     "phone": contacts.get(r["id"], {}).get("phone"), "email": contacts.get(r["id"], {}).get("email"),
-                    "risk_as_of": r["as_of"], "scored_as_of": r["scored"]})
+                    "risk_as_of": r["as_of"],
+                    "scored_as_of": scored["as_of"] if scored and r["p_alive"] is not None else None})
     columns = [Column("code", _("Code")), Column("name", _("Name")), Column("tier", _("Tier")),
                Column("risk", _("Risk"), "message"), Column("reasons", _("Reasons"), "list"),
                Column("p_alive", _("P(alive)"), justify="right"),
@@ -408,7 +410,9 @@ def fit_cmd(
     from crmcli.errors import UsageError
 
     per = modeling.parse_period(period)
-    with state().store().write() as session:
+    store = state().store()
+    # Fitted on a read snapshot; the write transaction only stores the fit (see score_cmd).
+    with store.read() as session:
         ctx = store_context(session, as_of)
         end = ctx.today
         if calibration_end is not None:
@@ -418,8 +422,9 @@ def fit_cmd(
                 raise UsageError(_("--as-of and --calibration-end give different dates ({a} and {b})."
                                    ).format(a=ctx.today, b=cal), hint=_("Give one of them."))
             end = cal
-        outcome = modeling.fit_models(session, ctx.at(end), end=end, period=per)
-        assert outcome.fit_id is not None
+        outcome = modeling.fit_models(session, ctx.at(end), end=end, period=per, store=False)
+    with store.write() as session:
+        outcome.fit_id = modeling.store_fit(session, ctx.at(end), outcome)
         rec = modeling.fit_record(modeling.get_fit(session, outcome.fit_id))
     if outcome.gg_error:
         warn(_("The Gamma-Gamma spend model was not fitted: {reason} Expected order values and CLV need it.")
@@ -475,9 +480,14 @@ def score_cmd(
     if not math.isfinite(rate):
         raise InvalidInput(_("'{value}' is not a discount rate.").format(value=discount), field="--discount",
                            value=discount, hint=_("Write it as 0.01 or 1% (per month)."))
-    with state().store().write() as session:
+    store = state().store()
+    # Computed from a read snapshot; only the writing of the scores holds the write lock (a few seconds for a
+    # million customers), so other commands are not kept waiting for the whole run.
+    with store.read() as session:
         ctx = store_context(session, as_of)
-        o = modeling.score(session, ctx, horizon_days=days, clv_months=clv_months, discount=rate)
+        prepared = modeling.prepare_scores(session, ctx, horizon_days=days, clv_months=clv_months, discount=rate)
+    with store.write() as session:
+        o = modeling.save_scores(session, prepared)
     info(_("Scored {n} customers as of {date} with fit #{fit}: mean P(alive) {p} %, {e:.1f} purchases expected in "
            "{days} days.").format(n=o.customers, date=o.as_of, fit=o.fit_id, p=round(o.totals["p_alive_mean"] * 100, 1),
                                   e=o.totals["expected_purchases"], days=o.horizon_days))

@@ -1,12 +1,12 @@
-"""Tables of the churn feature (issue 7, docs/churn.md). The frozen DDL is crmcli.store.migrations.m0006_churn;
-keep the two identical.
+"""Tables of the churn feature (issue 7, docs/churn.md). The frozen DDL is crmcli.store.migrations.m0006_churn
+(churn_score: m0016_churn_score_slim); keep them identical.
 
 - ``churn_risk``: the last `crm churn scan`: one row per customer with purchases (level and reasons as
   JSON with their figures; the text is rendered when shown, in the reader's language).
 - ``churn_fit``: every `crm churn fit` (BG/NBD r, α, a, b; Gamma-Gamma p, q, γ in currency units; the
   log-likelihoods, data size, calibration end and period). The newest is the one `crm churn score` uses.
 - ``churn_score``: the last `crm churn score`: P(alive), expected purchases in the horizon, expected order
-  value and CLV per customer, with the summary figures they come from.
+  value and CLV per customer (the run's fit, as-of date, horizon and CLV months are in its churn_run row).
 - ``churn_run``: one row per scan / fit / score / winback (when, as of which date, parameters, counts).
 - ``churn_winback``: the follow-ups logged by `crm churn winback --log` (which interaction, which action),
   so that a second run does not log the same customer again.
@@ -56,20 +56,15 @@ class ChurnFit(SQLModel, table=True):
 
 
 class ChurnScore(SQLModel, table=True):
+    """Narrow on purpose (m0016): a score run writes a million of these; what is the same for every row (fit,
+    as-of date, horizon, CLV months) is in the newest churn_run of kind 'score'."""
+
     __tablename__ = "churn_score"
-    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
-    fit_id: int = Field(foreign_key="churn_fit.id", index=True)
-    as_of: date
-    frequency: int  # repeat purchase days
-    recency: float  # periods from the first to the last purchase day
-    age: float  # T: periods from the first purchase day to the as-of date
-    monetary_minor: int | None = Field(default=None, sa_column=Column(BigInteger))  # mean repeat order value
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True, sa_column_kwargs={"autoincrement": False})
     p_alive: float
     expected_purchases: float  # in the horizon
-    horizon_days: int
     order_value_minor: int | None = Field(default=None, sa_column=Column(BigInteger))  # Gamma-Gamma E[M]
     clv_minor: int | None = Field(default=None, sa_column=Column(BigInteger))
-    clv_months: int
 
 
 class ChurnRun(SQLModel, table=True):

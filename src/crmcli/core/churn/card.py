@@ -20,6 +20,7 @@ from crmcli.i18n import _, shown
 def customer_view(session: Session, customer_id: int, ctx: StoreContext) -> dict[str, Any] | None:
     """Everything the churn feature knows about one customer (None: no purchase and no score)."""
     from crmcli.core.churn import nextbuy, scan
+    from crmcli.core.churn.modeling import last_score_run
     from crmcli.core.churn.rules import LEVELS
     from crmcli.core.money import money_str
     from crmcli.store.models_churn import ChurnScore
@@ -29,6 +30,7 @@ def customer_view(session: Session, customer_id: int, ctx: StoreContext) -> dict
     score = session.get(ChurnScore, customer_id)
     if not has_purchases and score is None:
         return None
+    run = last_score_run(session) if score else None
     reasons = a.reasons.get(customer_id, [])
     nxt = nextbuy.for_customer(session, customer_id, ctx.today) if has_purchases else None
     view: dict[str, Any] = {
@@ -41,9 +43,9 @@ def customer_view(session: Session, customer_id: int, ctx: StoreContext) -> dict
         "clv_minor": score.clv_minor if score else None,
         "order_value": money_str(score.order_value_minor, ctx.currency)
         if score and score.order_value_minor is not None else None,
-        "scored_as_of": score.as_of if score else None,
-        "horizon_days": score.horizon_days if score else None,
-        "clv_months": score.clv_months if score else None,
+        "scored_as_of": run["as_of"] if run else None,
+        "horizon_days": run["horizon_days"] if run else None,
+        "clv_months": run["clv_months"] if run else None,
         "next_purchase": nxt["expected"] if nxt else None,
         "usual_interval_days": nxt["usual_days"] if nxt else None,
         "likely_products": [{"product": p, "score": round(v, 3)} for p, v in nxt["likely"]] if nxt else [],

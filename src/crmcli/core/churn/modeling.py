@@ -127,12 +127,13 @@ def fit_models(session: Session, ctx: StoreContext, *, end: date, period: str, s
     outcome = FitOutcome(None, end, period, bg, gg, gg_error, timings)
     if store:
         t0 = time.perf_counter()
-        outcome.fit_id = _store_fit(session, ctx, outcome)
+        outcome.fit_id = store_fit(session, ctx, outcome)
         timings["store"] = time.perf_counter() - t0
     return outcome
 
 
-def _store_fit(session: Session, ctx: StoreContext, o: FitOutcome) -> int:
+def store_fit(session: Session, ctx: StoreContext, o: FitOutcome) -> int:
+    """The write half of `crm churn fit`: its churn_run and churn_fit rows (audited)."""
     params = {"period": o.period, "calibration_end": o.calibration_end}
     counts = {"n_customers": o.bg.n_customers, "gg_customers": o.gg.n_customers if o.gg else None}
     run_id = new_run(session, "fit", o.calibration_end, params, counts)
@@ -243,9 +244,22 @@ def compute_scores(s: Summary, fit: Any, *, horizon_days: int, clv_months: int, 
     return Scores(s.ids, a.x, a.tx, a.T, monetary, pa, expected, order_value, clv_minor)
 
 
-def score(session: Session, ctx: StoreContext, *, horizon_days: int, clv_months: int, discount: float) -> ScoreOutcome:
-    import numpy as np
+@dataclass
+class PreparedScores:
+    """Scores computed from a read snapshot, ready to be written in a short write transaction."""
 
+    fit_id: int
+    as_of: date
+    horizon_days: int
+    clv_months: int
+    discount: float
+    scores: Scores
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_scores(session: Session, ctx: StoreContext, *, horizon_days: int, clv_months: int,
+                   discount: float) -> PreparedScores:
+    """Everything `crm churn score` computes; reads only, so it can run outside the write transaction."""
     if horizon_days < 1 or horizon_days > 36_500:
         raise InvalidInput(_("The horizon must be from 1 to 36500 days."), field="--horizon", value=horizon_days)
     if not 0 <= clv_months <= 1200:
@@ -270,54 +284,99 @@ def score(session: Session, ctx: StoreContext, *, horizon_days: int, clv_months:
     sc = compute_scores(s, fit, horizon_days=horizon_days, clv_months=clv_months, discount=discount,
                         currency=ctx.currency)
     timings["score"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_id = new_run(session, "score", end, {"fit_id": fit.id, "horizon_days": horizon_days,
-                                             "clv_months": clv_months, "discount": discount},
-                     {"customers": len(s)})
-    del run_id
-    write_scores(session, sc, fit_id=int(fit.id), as_of=end, horizon_days=horizon_days, clv_months=clv_months)
-    timings["store"] = time.perf_counter() - t0
-    totals = {"p_alive_mean": float(sc.p_alive.mean()) if len(s) else 0.0,
-              "expected_purchases": float(sc.expected.sum()),
-              "clv_minor": float(np.nansum(sc.clv_minor)) if sc.clv_minor is not None else 0.0}
-    return ScoreOutcome(int(fit.id), end, len(s), horizon_days, clv_months, discount, sc.clv_minor is not None,
-                        totals, timings)
+    return PreparedScores(int(fit.id), end, horizon_days, clv_months, discount, sc, timings)
 
 
-def write_scores(session: Session, sc: Scores, *, fit_id: int, as_of: date, horizon_days: int, clv_months: int) -> None:
-    """Replace churn_score with these rows in one executemany (plain tuples through the driver on SQLite)."""
+def save_scores(session: Session, prep: PreparedScores) -> ScoreOutcome:
+    """The write half of `crm churn score`: one churn_run row and the scores replacing the previous ones."""
     import numpy as np
 
+    sc = prep.scores
+    n = len(sc.ids)
+    get_fit(session, prep.fit_id)  # still there (a fit is never removed, but the store may have been restored)
+    t0 = time.perf_counter()
+    new_run(session, "score", prep.as_of, {"fit_id": prep.fit_id, "horizon_days": prep.horizon_days,
+                                           "clv_months": prep.clv_months, "discount": prep.discount},
+            {"customers": n})
+    write_scores(session, sc)
+    timings = {**prep.timings, "store": time.perf_counter() - t0}
+    totals = {"p_alive_mean": float(sc.p_alive.mean()) if n else 0.0,
+              "expected_purchases": float(sc.expected.sum()),
+              "clv_minor": float(np.nansum(sc.clv_minor)) if sc.clv_minor is not None else 0.0}
+    return ScoreOutcome(prep.fit_id, prep.as_of, n, prep.horizon_days, prep.clv_months, prep.discount,
+                        sc.clv_minor is not None, totals, timings)
+
+
+def score(session: Session, ctx: StoreContext, *, horizon_days: int, clv_months: int, discount: float) -> ScoreOutcome:
+    """Compute and save in one transaction (the CLI splits the two: see cli/churn.py score_cmd)."""
+    return save_scores(session, prepare_scores(session, ctx, horizon_days=horizon_days, clv_months=clv_months,
+                                               discount=discount))
+
+
+def last_score_run(session: Session) -> dict[str, Any] | None:
+    """As-of date, fit, horizon and CLV months of the scores in churn_score (the newest score run)."""
+    row = session.execute(select(RUN).where(RUN.c.kind == "score").order_by(RUN.c.id.desc()).limit(1)).mappings().first()
+    if row is None:
+        return None
+    params = json.loads(row["params"]) if row["params"] else {}
+    return {"as_of": row["as_of"], "fit_id": params.get("fit_id"), "horizon_days": params.get("horizon_days"),
+            "clv_months": params.get("clv_months"), "discount": params.get("discount")}
+
+
+SCORE_COLUMNS = ("customer_id", "p_alive", "expected_purchases", "order_value_minor", "clv_minor")
+
+
+def _ints_or_none(values: Any, n: int) -> list[Any]:
+    import numpy as np
+
+    if values is None:
+        return [None] * n
+    arr = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(arr)
+    out = np.where(finite, arr, 0).astype(np.int64).tolist()
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            out[i] = None
+    return out
+
+
+def write_scores(session: Session, sc: Scores) -> None:
+    """Replace churn_score with these rows: DELETE, then on SQLite multi-row INSERT ... VALUES statements of
+    as many rows as the driver allows bound parameters (about twice as fast as executemany, which steps and
+    resets one statement per row), the parameters one flat list of plain Python values."""
     session.execute(delete(SCORE))
     n = len(sc.ids)
     if n == 0:
         return
-    cols = ["customer_id", "fit_id", "as_of", "frequency", "recency", "age", "monetary_minor", "p_alive",
-            "expected_purchases", "horizon_days", "order_value_minor", "clv_minor", "clv_months"]
-
-    def ints_or_none(values: Any) -> list[Any]:
-        if values is None:
-            return [None] * n
-        arr = np.asarray(values, dtype=np.float64)
-        out = np.where(np.isfinite(arr), arr, 0).astype(np.int64).tolist()
-        if np.isfinite(arr).all():
-            return out
-        bad = np.flatnonzero(~np.isfinite(arr)).tolist()
-        for i in bad:
-            out[i] = None
-        return out
-
+    columns = [sc.ids.tolist(), sc.p_alive.tolist(), sc.expected.tolist(), _ints_or_none(sc.order_value_minor, n),
+               _ints_or_none(sc.clv_minor, n)]
     conn = session.connection()
-    columns = [sc.ids.tolist(), [fit_id] * n, None, sc.x.astype(np.int64).tolist(), sc.tx.tolist(), sc.T.tolist(),
-               ints_or_none(np.round(sc.monetary_minor)), sc.p_alive.tolist(), sc.expected.tolist(),
-               [horizon_days] * n, ints_or_none(sc.order_value_minor), ints_or_none(sc.clv_minor), [clv_months] * n]
-    if conn.dialect.name == "sqlite":
-        columns[2] = [as_of.isoformat()] * n
-        sql = f"INSERT INTO churn_score ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        conn.exec_driver_sql(sql, list(zip(*columns)))
-    else:  # portable path (PostgreSQL...): Core executemany with typed values
-        columns[2] = [as_of] * n
-        conn.execute(insert(SCORE), [dict(zip(cols, row)) for row in zip(*columns)])
+    if conn.dialect.name != "sqlite":  # portable path (PostgreSQL...): Core executemany
+        conn.execute(insert(SCORE), [dict(zip(SCORE_COLUMNS, row)) for row in zip(*columns)])
+        return
+    import sqlite3
+
+    k = len(columns)
+    flat: list[Any] = [None] * (n * k)
+    for j, col in enumerate(columns):
+        flat[j::k] = col
+    dbapi = conn.connection.dbapi_connection
+    limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(dbapi, "getlimit") else 999
+    per = max(1, min(limit // k, 5000))
+    head = f"INSERT INTO churn_score ({', '.join(SCORE_COLUMNS)}) VALUES "
+    row = "(" + ", ".join("?" * k) + ")"
+    full = head + ", ".join([row] * per)
+    cursor = dbapi.cursor()
+    try:
+        step = per * k
+        i = 0
+        while i + step <= len(flat):
+            cursor.execute(full, flat[i:i + step])
+            i += step
+        if i < len(flat):
+            cursor.execute(head + ", ".join([row] * ((len(flat) - i) // k)), flat[i:])
+    finally:
+        cursor.close()
 
 
 # ------------------------------------------------------------------------------------------ holdout
