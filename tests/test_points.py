@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from crm_helpers import audit_rows
+
 from crmcli.core import hooks
 
 ASOF = ("--as-of", "2024-03-10")
@@ -200,6 +202,89 @@ def test_backfill_from_today_starts_the_clocks_today(cli, db_path):
     cli.ok("points", "backfill", "--from-today", *ASOF)
     [row] = ledger(db_path)
     assert (row["effective_on"], row["spendable_on"], row["expires_on"]) == ("2024-03-10", "2024-03-17", "2025-03-10")
+
+
+def _three_customers_before_the_rules(cli: Any) -> list[str]:
+    codes = [add_customer(cli, name) for name in ("Ann", "Bob", "Cy")]
+    buy(cli, codes[1], "30", "2024-01-03")  # 1 (Bob)
+    buy(cli, codes[0], "100", "2024-01-05")  # 2 (Ann)
+    buy(cli, codes[2], "70", "2024-01-06")  # 3 (Cy)
+    buy(cli, codes[0], "50", "2024-02-05")  # 4 (Ann)
+    refund(cli, 4, "20", "2024-02-06")  # 5: Ann's second sale, partly
+    return codes
+
+
+@pytest.fixture
+def one_customer_per_step(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """Steps of one sale, grown to whole customers; records the sales of each step."""
+    from crmcli.core.points import earning
+
+    monkeypatch.setattr(earning, "STEP_SALES", (1, 1, 5000))
+    monkeypatch.setattr(earning, "STEP_SECONDS", 1e-9)  # never grows
+    monkeypatch.setattr(earning, "HAND_OVER_SECONDS", 0)
+    steps: list[list[int]] = []
+    real = earning.backfill_sales
+
+    def recording(session: Any, sale_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        steps.append(list(sale_ids))
+        return real(session, sale_ids, *args, **kwargs)
+    monkeypatch.setattr(earning, "backfill_sales", recording)
+    return steps
+
+
+def test_backfill_commits_a_step_per_customer_with_its_refunds(cli, db_path, one_customer_per_step):
+    codes = _three_customers_before_the_rules(cli)
+    rules(cli, expiry="365d")
+    assert cli.ok("points", "backfill", *ASOF).stdout.strip() == "4"
+    assert one_customer_per_step == [[2, 4], [1], [3]]  # by customer id, a customer's sales together
+    rows = ledger(db_path)
+    # Each step is its own transaction: Ann's reversal comes before Bob's and Cy's earnings.
+    assert [(r["kind"], r["purchase_id"], r["points"]) for r in rows] == [
+        ("earn", 2, 100), ("earn", 4, 50), ("reversal", 5, -20), ("earn", 1, 30), ("earn", 3, 70)]
+    assert [balance(cli, c)["spendable"] for c in codes] == [130, 30, 70]
+    assert cli.ok("points", "backfill", *ASOF).stdout.strip() == "0"
+    assert len(ledger(db_path)) == 5
+
+
+def test_interrupted_backfill_keeps_whole_steps_and_a_rerun_finishes(cli, db_path, one_customer_per_step,
+                                                                      monkeypatch):
+    from crmcli.core.points import earning
+
+    codes = _three_customers_before_the_rules(cli)
+    rules(cli, expiry="365d")
+    recording = earning.backfill_sales
+
+    def ctrl_c_in_the_second_step(session: Any, sale_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        report = recording(session, sale_ids, *args, **kwargs)
+        if len(one_customer_per_step) == 2:
+            raise KeyboardInterrupt  # after the step's rows are written, before its COMMIT
+        return report
+    monkeypatch.setattr(earning, "backfill_sales", ctrl_c_in_the_second_step)
+    result = cli("points", "backfill", *ASOF)
+    assert result.exit_code == 130
+    assert ("Interrupted after earning 150 points on 2 purchases, 0 referral rewards (0 points). Those are kept; "
+            "run `crm points backfill` again to earn for the rest.") in result.stderr
+    assert result.stdout == ""
+    # Ann's step is whole (both earnings and the refund's reversal, with their audit rows); Bob's is not there.
+    assert [(r["kind"], r["purchase_id"]) for r in ledger(db_path)] == [("earn", 2), ("earn", 4), ("reversal", 5)]
+    audited = {r["entity_id"] for r in audit_rows(db_path) if r["entity"] == "points_ledger"}
+    assert audited == {r["id"] for r in ledger(db_path)}
+
+    monkeypatch.setattr(earning, "backfill_sales", recording)
+    assert cli.ok("points", "backfill", *ASOF).stdout.strip() == "2"
+    assert [(r["kind"], r["purchase_id"]) for r in ledger(db_path)] == [
+        ("earn", 2), ("earn", 4), ("reversal", 5), ("earn", 1), ("earn", 3)]
+    assert [balance(cli, c)["spendable"] for c in codes] == [130, 30, 70]
+
+
+def test_backfill_dry_run_rolls_back_every_step(cli, db_path, one_customer_per_step, unchanged):
+    _three_customers_before_the_rules(cli)
+    rules(cli, expiry="365d")
+    check = unchanged()
+    dry = cli.ok("points", "backfill", "--dry-run", *ASOF)
+    assert "Would earn 250 points on 4 purchases" in dry.stderr and dry.stdout.strip() == "4"
+    assert len(one_customer_per_step) == 3
+    check()
 
 
 # ------------------------------------------------------------------------------ lock window and FEFO

@@ -338,13 +338,29 @@ def backfill(since: Annotated[Optional[str], typer.Option("--since", help=_("Onl
              from_today: Annotated[bool, typer.Option("--from-today", help=_("Start the lock and expiry clocks today instead of on each sale's date."))] = False,
              dry_run: DryRunOpt = False, as_of: AsOfOpt = None) -> None:
     from crmcli.core.points import earning
+    from crmcli.errors import ExitCode
 
-    with _write(dry_run) as session:
+    store = state().store()
+    with store.read() as session:
         ctx = store_context(session, as_of)
-        report = earning.backfill(session, ctx, since=parse_day(since, ctx, "--since"), from_today=from_today)
-    message = _("{points} points on {n} purchases, {referrals} referral rewards ({rpoints} points).").format(
-        points=_pts(report.points), n=report.purchases, referrals=report.referrals, rpoints=_pts(report.referral_points))
-    info((_("Would earn {what} (dry run; nothing changed)") if dry_run else _("Earned {what}")).format(what=message))
+        first_day = parse_day(since, ctx, "--since")
+    report = earning.EarnReport()
+
+    def message() -> str:
+        return _("{points} points on {n} purchases, {referrals} referral rewards ({rpoints} points).").format(
+            points=_pts(report.points), n=report.purchases, referrals=report.referrals,
+            rpoints=_pts(report.referral_points))
+    try:
+        # Committed in short steps, so that sales and redemptions at the till are not kept waiting.
+        earning.backfill_in_steps(store, ctx, since=first_day, from_today=from_today, dry_run=dry_run, total=report)
+    except KeyboardInterrupt:
+        if dry_run:
+            typer.echo(_("Interrupted; nothing changed (dry run)."), err=True)
+        else:
+            typer.echo(_("Interrupted after earning {what} Those are kept; run `crm points backfill` again to "
+                         "earn for the rest.").format(what=message()), err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    info((_("Would earn {what} (dry run; nothing changed)") if dry_run else _("Earned {what}")).format(what=message()))
     typer.echo(report.purchases)
 
 

@@ -8,10 +8,11 @@ referral reward at most once (keys ``referral:<customer>`` and ``referral-new:<c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, extract, func, select
 from sqlmodel import Session
@@ -26,6 +27,9 @@ from crmcli.core.points.rules import Rules
 from crmcli.errors import Conflict
 from crmcli.i18n import _
 from crmcli.store.models import Customer, Purchase
+
+if TYPE_CHECKING:
+    from crmcli.store.engine import Store
 
 P = Purchase.__table__
 C = Customer.__table__
@@ -165,34 +169,108 @@ def _referrals(session: Session, sale_rows: list[Any], rules: Rules, start: date
     return rows
 
 
-def backfill(session: Session, ctx: StoreContext, *, since: date | None = None,
-             from_today: bool = False) -> EarnReport:
-    """Earn for sales recorded before the rules existed (each at most once), then settle their refunds."""
+def _programme_on(session: Session) -> Rules:
     rules = rules_mod.load(session)
     if not rules.enabled:
         raise Conflict(_("The points programme is switched off, so backfill would earn nothing."),
                        hint=_("Switch it on first: crm points rules set enabled yes"))
+    return rules
+
+
+def pending_sales(session: Session, ctx: StoreContext, *, since: date | None = None) -> list[tuple[int, int]]:
+    """(customer id, sale id) of the sales up to today that have not earned yet, by customer, then time."""
     earned = exists(select(L.c.id).where(L.c.purchase_id == P.c.id, L.c.kind == "earn"))
-    stmt = select(P.c.id).where(P.c.kind == "sale", ~earned, P.c.purchased_on <= ctx.today)
+    stmt = select(P.c.customer_id, P.c.id).where(P.c.kind == "sale", ~earned, P.c.purchased_on <= ctx.today)
     if since is not None:
         stmt = stmt.where(P.c.purchased_on >= since)
-    ids = [int(i) for (i,) in session.execute(stmt.order_by(P.c.purchased_at, P.c.id))]
-    total = EarnReport()
-    for part in chunks(ids, 2000):
-        report = earn_sales(session, part, rules, ctx, start=ctx.today if from_today else None)
-        total.purchases += report.purchases
-        total.points += report.points
-        total.referrals += report.referrals
-        total.referral_points += report.referral_points
-        total.rows.extend(report.rows)
+    return [(int(c), int(i)) for c, i in session.execute(stmt.order_by(P.c.customer_id, P.c.purchased_at, P.c.id))]
+
+
+def backfill_sales(session: Session, sale_ids: Sequence[int], rules: Rules, ctx: StoreContext, *,
+                   from_today: bool = False) -> EarnReport:
+    """Earn for these sales (those not earned yet) with their referral rewards, then settle their refunds:
+    one complete unit, so a sale never has its points without its refunds' reversals."""
+    report = earn_sales(session, sale_ids, rules, ctx, start=ctx.today if from_today else None)
     refunded: list[int] = []
-    for part in chunks(ids):
+    for part in chunks(list(sale_ids)):
         refunded.extend(int(i) for (i,) in session.execute(
             select(P.c.refund_of_id).distinct().where(P.c.kind == "refund", P.c.refund_of_id.in_(list(part)))))
     if refunded:
         from crmcli.core.points.refunds import reconcile
 
         reconcile(session, sorted(refunded), ctx)
+    return report
+
+
+def _add(total: EarnReport, report: EarnReport) -> None:
+    total.purchases += report.purchases
+    total.points += report.points
+    total.referrals += report.referrals
+    total.referral_points += report.referral_points
+
+
+def backfill(session: Session, ctx: StoreContext, *, since: date | None = None,
+             from_today: bool = False) -> EarnReport:
+    """Earn for sales recorded before the rules existed (each at most once) and settle their refunds, all in
+    the caller's transaction (the demo store; `crm points backfill` uses backfill_in_steps)."""
+    rules = _programme_on(session)
+    ids = [sid for _cid, sid in pending_sales(session, ctx, since=since)]
+    total = EarnReport()
+    for part in chunks(ids, 2000):
+        _add(total, backfill_sales(session, part, rules, ctx, from_today=from_today))
+    return total
+
+
+#: How long one step of backfill_in_steps should hold the write lock (its size adapts to reach this).
+STEP_SECONDS = 0.25
+STEP_SALES = (20, 200, 5000)  # smallest, first and largest step, in sales
+#: Pause after each step's COMMIT: longer than a waiting writer's pause between its tries for the lock
+#: (store/engine.py begin_writing: at most 4 ms), so a short command waiting for the lock gets it.
+HAND_OVER_SECONDS = 0.01
+
+
+class _DryRun(Exception):
+    """Rolls a dry run's step back after computing it."""
+
+
+def backfill_in_steps(store: Store, ctx: StoreContext, *, since: date | None = None, from_today: bool = False,
+                      dry_run: bool = False, total: EarnReport | None = None) -> EarnReport:
+    """backfill, committed in short steps, so that other writers get the store between them.
+
+    Each step is its own write transaction holding whole sales (their points, referral rewards, refund
+    reversals, allocations and audit rows) and, unless one customer has more sales than the largest step,
+    all of a customer's pending sales. Its size adapts so that it holds the lock about STEP_SECONDS. An
+    interruption or a crash loses only the step under way; sales earn at most once, so running backfill
+    again finishes the rest. ``total`` (given by the caller) holds what the committed steps did so far.
+    """
+    total = total if total is not None else EarnReport()
+    with store.read() as session:
+        _programme_on(session)
+        pending = pending_sales(session, ctx, since=since)
+    smallest, size, largest = STEP_SALES
+    pos = 0
+    while pos < len(pending):
+        end = min(pos + size, len(pending))
+        while end < len(pending) and pending[end][0] == pending[end - 1][0] and end - pos < largest:
+            end += 1  # keep a customer's sales together: their refunds then see all their new lots
+        part = [sid for _cid, sid in pending[pos:end]]
+        step = EarnReport()
+        try:
+            with store.write() as session:
+                session.connection()  # BEGIN IMMEDIATE: the time spent waiting for the lock is not ours
+                started = time.monotonic()
+                # The rules are read in each step, as a purchase recorded now would read them.
+                step = backfill_sales(session, part, _programme_on(session), ctx, from_today=from_today)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
+        held = time.monotonic() - started
+        _add(total, step)
+        pos = end
+        size = max(smallest, min(largest, 2 * size, int(size * STEP_SECONDS / max(held, 0.001))))
+        if pos < len(pending):
+            time.sleep(HAND_OVER_SECONDS)
     return total
 
 
