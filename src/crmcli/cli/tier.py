@@ -56,11 +56,19 @@ def recompute(
     from crmcli.core import classify
 
     store = state().store()
-    with (store.read() if dry_run else store.write()) as session:
-        ctx = store_context(session, as_of)
-        result = classify.recompute(session, ctx, dry_run=dry_run, want_changes=changes)
-        shown = result.changes[:limit] if limit else result.changes
-        labels = _customer_labels(session, [c["customer_id"] for c in shown])
+    if dry_run:
+        with store.read() as session:
+            ctx = store_context(session, as_of)
+            result = classify.recompute(session, ctx, dry_run=True, want_changes=changes)
+    else:  # computed in a read transaction, saved in a short write transaction (core/classify.py)
+        result, ctx = classify.run_two_phase(
+            store, lambda session: store_context(session, as_of),
+            lambda session, c: classify.recompute(session, c, want_changes=changes, defer=True))
+    shown = result.changes[:limit] if limit else result.changes
+    labels: dict[int, tuple[str, str]] = {}
+    if shown:
+        with store.read() as session:
+            labels = _customer_labels(session, [c["customer_id"] for c in shown])
     rules = result.rules.tiers
     info(_("Classified {n} customers as of {date} ({method}, {days}-day window): tiers {up} up, {down} down, "
            "{new} newly assigned; levels {lup} up, {ldown} down, {lnew} newly assigned.").format(
@@ -146,25 +154,33 @@ def rfm(
     from crmcli.core import classify
 
     store = state().store()
-    with (store.read() if dry_run else store.write()) as session:
-        ctx = store_context(session, as_of)
-        days = None
-        if window is not None:
-            from crmcli.core.tiers import PARSERS
-            from crmcli.errors import InvalidInput
+    days = None
+    if window is not None:
+        from crmcli.core.tiers import PARSERS
+        from crmcli.errors import InvalidInput
 
-            try:
-                days = PARSERS["days"](window)
-            except ValueError as e:
-                raise InvalidInput(_("'{value}' is not valid for --window: {reason}.").format(value=window, reason=e),
-                                   field="--window", value=window) from None
-        wanted = None
-        if segment:
-            from crmcli.core.rfm import parse_segment
+        try:
+            days = PARSERS["days"](window)
+        except ValueError as e:
+            raise InvalidInput(_("'{value}' is not valid for --window: {reason}.").format(value=window, reason=e),
+                               field="--window", value=window) from None
+    wanted = None
+    if segment:
+        from crmcli.core.rfm import parse_segment
 
-            wanted = parse_segment(segment)
-        result = classify.rfm(session, ctx, window_days=days, dry_run=dry_run, want_scores=customers)
-        rows = _score_rows(session, result, wanted, limit) if customers else None
+        wanted = parse_segment(segment)
+    if dry_run:
+        with store.read() as session:
+            ctx = store_context(session, as_of)
+            result = classify.rfm(session, ctx, window_days=days, dry_run=True, want_scores=customers)
+    else:  # computed in a read transaction, saved in a short write transaction (core/classify.py)
+        result, ctx = classify.run_two_phase(
+            store, lambda session: store_context(session, as_of),
+            lambda session, c: classify.rfm(session, c, window_days=days, want_scores=customers, defer=True))
+    rows = None
+    if customers:
+        with store.read() as session:
+            rows = _score_rows(session, result, wanted, limit)
     window_days = days or result.rules.rfm_window
     scored = sum(r["customers"] for r in result.segments if r["segment"])
     info(_("Scored {n} of {total} customers with a purchase in the {days} days up to {date}; {changed} changed.")

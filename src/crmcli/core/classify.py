@@ -1,24 +1,32 @@
 """The bulk engine behind `crm tier recompute` and `crm tier rfm`.
 
-1. SQL aggregates, GROUP BY customer over the purchases (on the business date ``purchased_on``; refunds
-   count against spend on their own date), streamed over the covering index ``ix_purchase_class``:
+1. One SQL aggregate, GROUP BY customer over the purchases (on the business date ``purchased_on``; refunds
+   count against spend on their own date), streamed over the covering index ``ix_purchase_class`` (on SQLite
+   forced with INDEXED BY: the planner prefers the date index, which costs a temporary B-tree over every
+   matching row and a table lookup per row, several times slower). In one pass it yields:
    - the sales history: purchase days, first and last sale (lifecycle, tenure, recency);
    - per window: number of sales and net spend (tiers, RFM, levels).
-   They return integers only (dates as days since 1970-01-01), fetched straight into numpy arrays.
+   It returns integers only (dates as days since 1970-01-01), fetched straight into numpy arrays.
 2. The rules run vectorized over those arrays (crmcli.core.tiers / rfm / lifecycle / levels).
 3. The result is compared with the stored classification (read back as integer codes); only rows that
    differ are written (executemany on the driver cursor, inside the command's transaction), each tier or
    level change gets a history row, and one ``class_run`` row plus one audit row describe the run. A run
    that changes nothing writes nothing: a second run with the same as-of date leaves the store unchanged.
+4. The CLI runs steps 1-3 in two phases (``run_two_phase``): everything is read and computed in a read
+   transaction (other processes keep writing meanwhile), then the changes are applied in one short write
+   transaction. If something that the result depends on (pins, levels, rules, customers, another run) was
+   changed in between, as seen in the audit trail, the run is computed again; the last try computes under the
+   write lock. All-or-nothing either way.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, case, distinct, func, insert, literal, select, update
+from sqlalchemy import Integer, and_, case, distinct, func, insert, literal, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
@@ -56,20 +64,31 @@ def _epoch_days_default(element: Any, compiler: Any, **kw: Any) -> str:  # Postg
     return f"(({compiler.process(element.clauses, **kw)}) - DATE '1970-01-01')"
 
 
-def _indexed(stmt: Any) -> Any:
-    """Let SQLite stream the GROUP BY customer over the covering index (its planner prefers the date index
-    for a date range, which means a temporary B-tree over all the matching rows: several times slower)."""
-    return stmt.with_hint(P, "INDEXED BY ix_purchase_class", "sqlite")
+PURCHASE_INDEX = "ix_purchase_class"
 
 
-def int_rows(session: Session, stmt: Any, width: int) -> Any:
-    """Execute ``stmt`` (integer columns, no NULLs) and return an (n, width) int64 numpy array."""
+def int_rows(session: Session, stmt: Any, width: int, *, indexed: bool = False) -> Any:
+    """Execute ``stmt`` (integer columns, no NULLs) and return an (n, width) int64 numpy array.
+
+    ``indexed``: on SQLite, read ``purchase`` through its covering index (INDEXED BY). SQLAlchemy's SQLite
+    compiler drops table hints, so the statement is rendered with literal values (dates, numbers and fixed
+    words only, never user text) and the hint is put into the FROM clause."""
     import numpy as np
+    from itertools import chain
 
-    result = session.execute(stmt)
+    conn = session.connection()
+    if indexed and conn.dialect.name == "sqlite":
+        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        sql, found = re.subn(r"\bFROM purchase\b", f"FROM purchase INDEXED BY {PURCHASE_INDEX}", sql, count=1)
+        assert found == 1, sql
+        result = conn.exec_driver_sql(sql)
+    else:
+        result = session.execute(stmt)
     raw = result.cursor.fetchall()  # the driver's tuples: no per-row SQLAlchemy processing
     result.close()
-    return np.array(raw, dtype=np.int64).reshape(-1, width) if raw else np.zeros((0, width), dtype=np.int64)
+    if not raw:
+        return np.zeros((0, width), dtype=np.int64)
+    return np.fromiter(chain.from_iterable(raw), dtype=np.int64, count=len(raw) * width).reshape(-1, width)
 
 
 def _align(ids: Any, rows: Any, defaults: list[int]) -> list[Any]:
@@ -109,19 +128,33 @@ def live_ids(session: Session) -> Any:
     return int_rows(session, stmt, 1)[:, 0]
 
 
-def _window_stmt(as_of: date, days: int, *, with_last: bool) -> Any:
+def _window_stmt(as_of: date, days: int) -> Any:
+    """rfm: per customer with a purchase in the window: sales, net spend, last sale (epoch day)."""
     sale = P.c.kind == "sale"
-    cols: list[Any] = [P.c.customer_id, func.sum(case((sale, 1), else_=0)),
-                       func.sum(case((sale, P.c.amount_minor), else_=-P.c.amount_minor))]
-    if with_last:
-        cols.append(func.coalesce(epoch_days(func.max(case((sale, P.c.purchased_on), else_=None))), NO_DATE))
     start = as_of - timedelta(days=days - 1)
-    return _indexed(select(*cols).where(P.c.purchased_on >= start, P.c.purchased_on <= as_of)
-                    .group_by(P.c.customer_id))
+    return (select(P.c.customer_id, func.sum(case((sale, 1), else_=0)),
+                   func.sum(case((sale, P.c.amount_minor), else_=-P.c.amount_minor)),
+                   func.coalesce(epoch_days(func.max(case((sale, P.c.purchased_on), else_=None))), NO_DATE))
+            .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of).group_by(P.c.customer_id))
+
+
+def _history_stmt(as_of: date, windows: list[int]) -> Any:
+    """recompute: per customer with a purchase up to as_of, in one pass: purchase days, first and last sale
+    (epoch days), then sales and net spend for each window. Date conversions run once per customer."""
+    sale = P.c.kind == "sale"
+    sale_day = case((sale, P.c.purchased_on), else_=None)
+    signed = case((sale, P.c.amount_minor), else_=-P.c.amount_minor)
+    cols: list[Any] = [P.c.customer_id, func.count(distinct(sale_day)),
+                       func.coalesce(epoch_days(func.min(sale_day)), NO_DATE),
+                       func.coalesce(epoch_days(func.max(sale_day)), NO_DATE)]
+    for days in windows:
+        inside = P.c.purchased_on >= as_of - timedelta(days=days - 1)
+        cols += [func.sum(case((and_(inside, sale), 1), else_=0)), func.sum(case((inside, signed), else_=0))]
+    return select(*cols).where(P.c.purchased_on <= as_of).group_by(P.c.customer_id)
 
 
 def gather(session: Session, as_of: date, windows: list[int], *, history: bool) -> Facts:
-    """The SQL aggregates. ``history``: the sales history too (recompute); without it only the purchases of
+    """The SQL aggregate. ``history``: the sales history too (recompute); without it only the purchases of
     the one window are read, and ``last`` is the last sale in that window (rfm)."""
     import numpy as np
 
@@ -129,17 +162,15 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool) 
     result: dict[int, tuple[Any, Any]] = {}
     first = last = days = None
     if history:
-        stmt = _indexed(select(P.c.customer_id, func.count(distinct(P.c.purchased_on)),
-                               epoch_days(func.min(P.c.purchased_on)), epoch_days(func.max(P.c.purchased_on)))
-                        .where(P.c.kind == "sale", P.c.purchased_on <= as_of).group_by(P.c.customer_id))
-        days, first, last = _align(ids, int_rows(session, stmt, 4), [0, NO_DATE, NO_DATE])
-        for w in sorted(set(windows)):
-            orders, net = _align(ids, int_rows(session, _window_stmt(as_of, w, with_last=False), 3), [0, 0])
-            result[w] = (orders, net)
+        wanted = sorted(set(windows))
+        cols = _align(ids, int_rows(session, _history_stmt(as_of, wanted), 4 + 2 * len(wanted), indexed=True),
+                      [0, NO_DATE, NO_DATE] + [0, 0] * len(wanted))
+        days, first, last = cols[:3]
+        for k, w in enumerate(wanted):
+            result[w] = (cols[3 + 2 * k], cols[4 + 2 * k])
     else:
         (w,) = set(windows)
-        orders, net, last = _align(ids, int_rows(session, _window_stmt(as_of, w, with_last=True), 4),
-                                   [0, 0, NO_DATE])
+        orders, net, last = _align(ids, int_rows(session, _window_stmt(as_of, w), 4, indexed=True), [0, 0, NO_DATE])
         result[w] = (orders, net)
     return Facts(ids=ids if len(ids) else np.zeros(0, dtype=np.int64), windows=result, first=first, last=last,
                  days=days)
@@ -258,63 +289,72 @@ def segment_rows(seg: Any, recency: Any, orders: Any, net: Any) -> list[dict[str
 
 # ------------------------------------------------------------------------------------------ writing
 
-def _driver_date(session: Session) -> Any:
-    """Dates as the driver wants them: ISO text for SQLite (what SQLAlchemy stores), date objects elsewhere."""
-    if session.get_bind().dialect.name == "sqlite":
-        return lambda d: None if d is None else d.isoformat()
-    return lambda d: d
+def _dates(session: Session, days: Any) -> Any:
+    """Epoch days (NO_DATE = none) as the driver wants dates: ISO text for SQLite (what SQLAlchemy stores),
+    date objects elsewhere; a numpy object array."""
+    import numpy as np
+
+    out = np.full(len(days), None, dtype=object)
+    has = days != NO_DATE
+    if has.any():
+        values = (np.datetime64("1970-01-01", "D") + days[has].astype("timedelta64[D]"))
+        out[has] = values.astype(str) if session.get_bind().dialect.name == "sqlite" else values.tolist()
+    return out
 
 
-def executemany(session: Session, stmt: Any, keys: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """Bulk write with the driver's executemany (values already in driver form, in ``keys`` order), inside
-    the session's transaction; the statement is compiled for the store's dialect."""
-    if not rows:
+def _labels(codes: Any, table: Any) -> Any:
+    """Codes -> stored values (numpy object array); code -1 takes the table's last entry (None)."""
+    import numpy as np
+
+    return np.array(list(table), dtype=object)[codes]
+
+
+def _nullable(values: Any, none: int) -> Any:
+    """Integers, with ``none`` as NULL (numpy object array)."""
+    out = values.astype(object)
+    out[values == none] = None
+    return out
+
+
+def executemany(session: Session, stmt: Any, keys: list[str], columns: list[Any]) -> None:
+    """Bulk write with the driver's executemany inside the session's transaction. ``columns``: one sequence
+    per key (values already in driver form); rows are zipped in C, in batches. The statement is compiled for
+    the store's dialect."""
+    from itertools import islice
+
+    if not columns or not len(columns[0]):
         return
     conn = session.connection()
     compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
-    index = {k: i for i, k in enumerate(keys)}
     names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-    if [n.removeprefix("_") for n in names] != keys:  # different order: re-map (rare)
-        order = [index[n.removeprefix("_")] for n in names]
-        rows = [tuple(r[i] for i in order) for r in rows]
+    index = {k: i for i, k in enumerate(keys)}
+    columns = [columns[index[n.removeprefix("_")]] for n in names]  # the statement's parameter order
     sql = str(compiled)
+    rows = zip(*[c.tolist() if hasattr(c, "tolist") else c for c in columns])
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        for start in range(0, len(rows), BATCH):
-            chunk = rows[start:start + BATCH]
+        while chunk := list(islice(rows, BATCH)):
             cursor.executemany(sql, chunk if compiled.positional else [dict(zip(names, r)) for r in chunk])
     finally:
         cursor.close()
 
 
-def write_rows(session: Session, ids: Any, found: Any, changed: Any, values: dict[str, list[Any]]) -> None:
-    """Update the changed existing rows, insert the missing ones."""
+def write_rows(session: Session, ids: Any, found: Any, changed: Any, values: dict[str, Any]) -> None:
+    """Update the changed existing rows, insert the missing ones. ``values``: numpy arrays in driver form."""
     import numpy as np
     from sqlalchemy import bindparam
 
     keys = list(values)
-    columns = [values[k] for k in keys]
-    upd = np.nonzero(changed & found)[0].tolist()
-    ins = np.nonzero(changed & ~found)[0].tolist()
-    id_list = ids.tolist()
-    if upd:
+    upd = np.nonzero(changed & found)[0]
+    ins = np.nonzero(changed & ~found)[0]
+    if len(upd):
         stmt = update(CC).where(CC.c.customer_id == bindparam("_customer_id")).values(
             {k: bindparam("_" + k) for k in keys})
-        executemany(session, stmt, [*keys, "customer_id"],
-                    [tuple(col[i] for col in columns) + (id_list[i],) for i in upd])
-    if ins:
+        executemany(session, stmt, [*keys, "customer_id"], [values[k][upd] for k in keys] + [ids[upd]])
+    if len(ins):
         extra = [k for k in ("net_minor", "orders") if k not in values]  # NOT NULL columns rfm does not set
         executemany(session, insert(CC), ["customer_id", *keys, *extra],
-                    [(id_list[i], *(col[i] for col in columns), *([0] * len(extra))) for i in ins])
-
-
-def _py(values: Any, mapping: Any = None, none: int | None = None) -> list[Any]:
-    items = values.tolist()
-    if mapping is not None:
-        return [mapping[v] for v in items]
-    if none is not None:
-        return [None if v == none else v for v in items]
-    return items
+                    [ids[ins], *(values[k][ins] for k in keys), *([[0] * len(ins)] * len(extra))])
 
 
 @dataclass
@@ -349,6 +389,12 @@ class RunResult:
     scores: Any = None  # rfm: (ids, r, f, m, seg, recency, orders, net) for --customers
     run_id: int | None = None
     dry_run: bool = False
+    apply: Any = None  # the writes still to do, callable(session) -> run id; None when nothing changes
+
+    def save(self, session: Session) -> None:
+        if self.apply is not None:
+            self.run_id = self.apply(session)
+            self.apply = None
 
 
 def _finish_run(session: Session, kind: str, as_of: date, rules: Rules, counts: dict[str, Any]) -> int:
@@ -359,10 +405,63 @@ def _finish_run(session: Session, kind: str, as_of: date, rules: Rules, counts: 
     return run_id
 
 
+# ----------------------------------------------------------------------------------- two phases
+
+# Audit entities whose changes between the read phase and the write phase leave a computed run valid: they
+# only add or change purchases and other facts (the run then reflects the store as it was when it started
+# reading, as any report does). Anything else (customers deleted or erased, pins, levels, rules, another
+# classification run, an import undone, an entity unknown here) makes the run compute again.
+HARMLESS_ENTITIES = frozenset({"purchase", "interaction", "feedback", "feedback_policy", "survey",
+                               "survey_response", "care_template", "care_holiday", "churn_run", "churn_fit"})
+ATTEMPTS = 3
+
+
+def audit_mark(session: Session) -> int:
+    from crmcli.store.models import AuditEntry
+
+    A = AuditEntry.__table__
+    return int(session.execute(select(func.coalesce(func.max(A.c.id), 0))).scalar() or 0)
+
+
+def quiet_since(session: Session, mark: int) -> bool:
+    """No audit row since ``mark`` that could change the result of a run computed before it."""
+    from crmcli.store.models import AuditEntry
+
+    A = AuditEntry.__table__
+    entities = {r[0] for r in session.execute(select(A.c.entity).where(A.c.id > mark).distinct())}
+    return entities <= HARMLESS_ENTITIES
+
+
+def run_two_phase(store: Any, load_ctx: Any, compute: Any) -> tuple[RunResult, Any]:
+    """Compute in a read transaction, then save in one short write transaction (the write lock is held only
+    for the writes, not for the aggregates). ``load_ctx(session)`` -> ctx; ``compute(session, ctx)`` ->
+    RunResult with its pending writes. If a change that could alter the result was committed in between, the
+    run is computed again; the last attempt computes under the write lock. Returns (result, ctx)."""
+    for attempt in range(ATTEMPTS):
+        with store.read() as session:
+            ctx = load_ctx(session)
+            mark = audit_mark(session)
+            result = compute(session, ctx)
+        if result.apply is None:
+            return result, ctx
+        with store.write() as session:
+            if quiet_since(session, mark):
+                result.save(session)
+                return result, ctx
+            if attempt == ATTEMPTS - 1:
+                ctx = load_ctx(session)
+                result = compute(session, ctx)
+                result.save(session)
+                return result, ctx
+    raise AssertionError("unreachable")
+
+
 # ---------------------------------------------------------------------------------------- recompute
 
-def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes: bool = False) -> RunResult:
-    """Tiers, RFM segments, lifecycle stages and membership levels for every live customer as of ctx.today."""
+def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes: bool = False,
+              defer: bool = False) -> RunResult:
+    """Tiers, RFM segments, lifecycle stages and membership levels for every live customer as of ctx.today.
+    Saved in ``session`` unless ``dry_run``; ``defer``: computed only, ``result.save(session)`` writes."""
     import numpy as np
 
     from crmcli.core import hooks, levels as levels_mod
@@ -442,39 +541,48 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
     if dry_run or not changed.any():
         return result
 
-    seg_label = [*SEGMENT_KEYS, None]  # index -1 -> None
-    stage_label = [*STAGE_KEYS, None]
-    to_date = _driver_date(session)
-    values = {
-        "tier": _py(effective, CODE_TIERS), "computed_tier": _py(computed, CODE_TIERS), "net_minor": _py(net_t),
-        "orders": _py(orders_t), "r_score": _py(r, none=0), "f_score": _py(f, none=0), "m_score": _py(m, none=0),
-        "segment": _py(seg, seg_label), "stage": _py(stage, stage_label), "level": _py(level, level_label),
-        "level_since": [to_date(from_epoch_day(d)) for d in since.tolist()] if defined else [None] * n,
-        "basis_minor": _py(basis, none=NONE_INT),
-    }
-    run_counts = {"customers": n, "changed": result.changed_rows, "tier": result.tier.as_dict(),
-                  "level": result.level.as_dict(), "tiers": result.tiers}
-    run_id = _finish_run(session, "recompute", as_of, rules, run_counts)
-    result.run_id = run_id
-    write_rows(session, ids, stored.found, changed, values)
+    def apply(session: Session) -> int:
+        seg_label = [*SEGMENT_KEYS, None]  # index -1 -> None
+        stage_label = [*STAGE_KEYS, None]
+        rows = np.nonzero(changed)[0]  # only the changed rows are converted to driver values
+        sub_ids, sub_found, sub_changed = ids[rows], stored.found[rows], np.ones(len(rows), dtype=bool)
+        values = {
+            "tier": _labels(effective[rows], CODE_TIERS), "computed_tier": _labels(computed[rows], CODE_TIERS),
+            "net_minor": net_t[rows], "orders": orders_t[rows], "r_score": _nullable(r[rows], 0),
+            "f_score": _nullable(f[rows], 0), "m_score": _nullable(m[rows], 0),
+            "segment": _labels(seg[rows], seg_label), "stage": _labels(stage[rows], stage_label),
+            "level": _labels(level[rows], level_label),
+            "level_since": _dates(session, since[rows]),
+            "basis_minor": _nullable(basis[rows], NONE_INT),
+        }
+        run_counts = {"customers": n, "changed": result.changed_rows, "tier": result.tier.as_dict(),
+                      "level": result.level.as_dict(), "tiers": result.tiers}
+        run_id = _finish_run(session, "recompute", as_of, rules, run_counts)
+        write_rows(session, sub_ids, sub_found, sub_changed, values)
 
-    keys = ["run_id", "customer_id", "kind", "from_value", "to_value", "net_minor", "orders", "tenure_days",
-            "share_bp", "basis_minor", "note"]
-    idx = np.nonzero(tier_changed)[0]
-    if len(idx):
-        shares = (share[idx] if share is not None else np.full(len(idx), NONE_INT))
-        shares = np.where(net_t[idx] > 0, shares, NONE_INT)
-        executemany(session, insert(HIST), keys, list(zip(
-            [run_id] * len(idx), ids[idx].tolist(), ["tier"] * len(idx), _py(stored.tier[idx], CODE_TIERS),
-            _py(effective[idx], CODE_TIERS), net_t[idx].tolist(), orders_t[idx].tolist(),
-            _py(tenure[idx], none=-1), _py(shares, none=NONE_INT), [None] * len(idx),
-            ["pinned" if p else None for p in (pins[idx] > 0).tolist()])))
-    idx = np.nonzero(level_changed)[0]
-    if len(idx):
-        executemany(session, insert(HIST), keys, list(zip(
-            [run_id] * len(idx), ids[idx].tolist(), ["level"] * len(idx), [level_from(i) for i in idx.tolist()],
-            _py(level[idx], level_label), net_t[idx].tolist(), orders_t[idx].tolist(), _py(tenure[idx], none=-1),
-            [None] * len(idx), _py(basis[idx], none=NONE_INT), [None] * len(idx))))
+        keys = ["run_id", "customer_id", "kind", "from_value", "to_value", "net_minor", "orders", "tenure_days",
+                "share_bp", "basis_minor", "note"]
+        idx = np.nonzero(tier_changed)[0]
+        if len(idx):
+            shares = (share[idx] if share is not None else np.full(len(idx), NONE_INT))
+            shares = np.where(net_t[idx] > 0, shares, NONE_INT)
+            k = len(idx)
+            executemany(session, insert(HIST), keys, [
+                [run_id] * k, ids[idx], ["tier"] * k, _labels(stored.tier[idx], CODE_TIERS),
+                _labels(effective[idx], CODE_TIERS), net_t[idx], orders_t[idx], _nullable(tenure[idx], -1),
+                _nullable(shares, NONE_INT), [None] * k, _labels((pins[idx] > 0).astype(np.int64), (None, "pinned"))])
+        idx = np.nonzero(level_changed)[0]
+        if len(idx):
+            k = len(idx)
+            executemany(session, insert(HIST), keys, [
+                [run_id] * k, ids[idx], ["level"] * k, [level_from(i) for i in idx.tolist()],
+                _labels(level[idx], level_label), net_t[idx], orders_t[idx], _nullable(tenure[idx], -1),
+                [None] * k, _nullable(basis[idx], NONE_INT), [None] * k])
+        return run_id
+
+    result.apply = apply
+    if not defer:
+        result.save(session)
     return result
 
 
@@ -495,9 +603,10 @@ def points_earned(session: Session, hooks: Any, ids: Any, as_of: date, window: i
 # ---------------------------------------------------------------------------------------------- rfm
 
 def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: bool = False,
-        want_scores: bool = False) -> RunResult:
+        want_scores: bool = False, defer: bool = False) -> RunResult:
     """Score every live customer with a sale in the window and save R, F, M and the segment (and the
-    loyal/repeat stage that depends on the segment). Other stages change only with a recompute."""
+    loyal/repeat stage that depends on the segment). Other stages change only with a recompute.
+    ``defer``: computed only, ``result.save(session)`` writes."""
     import numpy as np
 
     rules = tiers_mod.load_rules(session)
@@ -531,15 +640,22 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
         result.scores = (ids, r, f, m, seg, recency, orders, net)
     if dry_run or not changed.any():
         return result
-    seg_label = [*SEGMENT_KEYS, None]
-    stage_label = [*STAGE_KEYS, None]
-    values = {"r_score": _py(r, none=0), "f_score": _py(f, none=0), "m_score": _py(m, none=0),
-              "segment": _py(seg, seg_label), "stage": _py(stage, stage_label)}
-    counts = {"customers": n, "changed": result.changed_rows, "window_days": window,
-              "segments": {row["segment"] or "none": row["customers"] for row in result.segments}}
-    result.run_id = _finish_run(session, "rfm", as_of, rules, counts)
-    write_rows(session, ids, found, changed, values)
+
+    def apply(session: Session) -> int:
+        rows = np.nonzero(changed)[0]
+        values = {"r_score": _nullable(r[rows], 0), "f_score": _nullable(f[rows], 0),
+                  "m_score": _nullable(m[rows], 0), "segment": _labels(seg[rows], [*SEGMENT_KEYS, None]),
+                  "stage": _labels(stage[rows], [*STAGE_KEYS, None])}
+        counts = {"customers": n, "changed": result.changed_rows, "window_days": window,
+                  "segments": {row["segment"] or "none": row["customers"] for row in result.segments}}
+        run_id = _finish_run(session, "rfm", as_of, rules, counts)
+        write_rows(session, ids[rows], found[rows], np.ones(len(rows), dtype=bool), values)
+        return run_id
+
+    result.apply = apply
+    if not defer:
+        result.save(session)
     return result
 
 
-__all__ = ["recompute", "rfm", "gather", "Facts", "RunResult"]
+__all__ = ["recompute", "rfm", "gather", "run_two_phase", "Facts", "RunResult"]
