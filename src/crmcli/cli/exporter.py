@@ -137,7 +137,7 @@ def purchases(
     sep = _delimiter(delimiter)
     with state().store().read() as session:
         ctx = store_context(session, as_of)
-        rows = core.list_purchases(session, ctx, descending=False, **purchase_query(
+        rows = core.iter_purchases(session, ctx, descending=False, **purchase_query(
             session, ctx, customer=customer, since=since, until=until, category=category, channel=channel,
             product=product, kind=kind, limit=limit))
         with _output(file, encoding, bom) as out:

@@ -6,6 +6,7 @@ order under a used ref is a conflict.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -177,6 +178,15 @@ def list_purchases(session: Session, ctx: StoreContext, *, customer_id: int | No
                    until: date | None = None, category: str | None = None, channel: str | None = None,
                    product: str | None = None, kind: str | None = None, limit: int | None = None,
                    descending: bool = True) -> list[dict[str, Any]]:
+    return list(iter_purchases(session, ctx, customer_id=customer_id, since=since, until=until, category=category,
+                               channel=channel, product=product, kind=kind, limit=limit, descending=descending))
+
+
+def iter_purchases(session: Session, ctx: StoreContext, *, customer_id: int | None = None, since: date | None = None,
+                   until: date | None = None, category: str | None = None, channel: str | None = None,
+                   product: str | None = None, kind: str | None = None, limit: int | None = None,
+                   descending: bool = True, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+    """``list_purchases`` as a stream, ``chunk`` rows at a time (exports of any size in flat memory)."""
     from crmcli.store.models import Customer as Cust
 
     C = Cust.__table__
@@ -201,7 +211,9 @@ def list_purchases(session: Session, ctx: StoreContext, *, customer_id: int | No
     stmt = stmt.order_by(*order)
     if limit:
         stmt = stmt.limit(limit)
-    return [purchase_row(r, ctx) for r in session.execute(stmt).mappings()]
+    # stream_results: rows come from the driver as they are read (a server-side cursor on PostgreSQL)
+    for r in session.execute(stmt.execution_options(stream_results=True, max_row_buffer=chunk)).mappings():
+        yield purchase_row(r, ctx)
 
 
 def purchase_row(r: Any, ctx: StoreContext) -> dict[str, Any]:
@@ -235,5 +247,5 @@ def window_bounds(day: date, days: int) -> tuple[date, date]:
     return day - timedelta(days=days - 1), day
 
 
-__all__ = ["PurchaseInput", "Recorded", "add_purchase", "refund", "list_purchases", "summary", "get_purchase",
+__all__ = ["PurchaseInput", "Recorded", "add_purchase", "refund", "list_purchases", "iter_purchases", "summary", "get_purchase",
            "start_of_day_utc"]

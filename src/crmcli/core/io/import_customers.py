@@ -23,6 +23,7 @@ from crmcli.core.dates import _DMY, parse_date
 from crmcli.core.io import lookups
 from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
+from crmcli.core.io.rowfields import PlannedHandler
 from crmcli.errors import CrmError
 from crmcli.i18n import _
 from crmcli.store.bulk import insert_rows
@@ -33,6 +34,9 @@ PREF = Preference.__table__
 _LIST_SPLIT = re.compile(r"\s*[;,，；、\n]\s*")
 _PHONE_SPLIT = re.compile(r"\s*[;,，；/\n]\s*")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# The names core.customers gives fields in its errors → this importer's field names.
+_ERROR_FIELDS = {"tag": "tags", "preference": "preferences", "consent": "consent_email",
+                 "preferred channel": "preferred_channel", "follow-up": "next_follow_up", "referred-by": "referred_by"}
 CUSTOMER_COLUMNS = ("id", "code", "name", "gender", "birthday", "occupation", "company", "address", "city", "source",
                     "referred_by_id", "preferred_channel", "preferences_text", "notes", "next_follow_up", "created_at",
                     "updated_at", "deleted_at", "erased_at", "import_id")
@@ -85,20 +89,18 @@ def date_value(raw: str | None, field_name: str, ctx: StoreContext, date_format:
         raise error from None
 
 
-class CustomerHandler:
+class CustomerHandler(PlannedHandler):
     def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
-        self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
+        super().__init__(session, ctx, run_id, plan, options)
         self.prefix = settings.get(session, "customer.code_prefix")
         self.next_id = next_id(session, C, "customer")
         self.command = current_command.get()
+        self._dates: dict[tuple[str, str], str | None | RowError] = {}
 
     def column_of(self, field_name: str | None) -> str | None:
         if field_name is None or self.plan is None:
             return field_name
-        names = {"phone": "phone", "email": "email", "tag": "tags", "preference": "preferences",
-                 "consent": "consent_email", "preferred channel": "preferred_channel", "follow-up": "next_follow_up",
-                 "referred-by": "referred_by"}
-        return self.plan.column_of(names.get(field_name, field_name)) or field_name
+        return self.plan.column_of(_ERROR_FIELDS.get(field_name, field_name)) or field_name
 
     # ----------------------------------------------------------------------------------- validation
     def prepare(self, row: Row) -> Prepared:
@@ -120,13 +122,12 @@ class CustomerHandler:
             prefs.update(_preferences(f["preferences"]))
         data = CustomerInput(
             name=name, code=f.get("code"), gender=f.get("gender"),
-            birthday=date_value(f.get("birthday"), "birthday", self.ctx, self.options.date_format),
+            birthday=self._date(f.get("birthday"), "birthday"),
             occupation=f.get("occupation"), company=f.get("company"),
             address=", ".join(f["address"]) if f.get("address") else None, city=f.get("city"),
             source=f.get("source"), referred_by=None, preferred_channel=f.get("preferred_channel"),
             preferences_text=f.get("preferences_text"), notes=f.get("notes"),
-            next_follow_up=date_value(f.get("next_follow_up"), "next_follow_up", self.ctx, self.options.date_format,
-                                      future=True),
+            next_follow_up=self._date(f.get("next_follow_up"), "next_follow_up", future=True),
             phones=[p for v in f.get("phone", []) for p in _PHONE_SPLIT.split(v) if p],
             emails=[e for v in f.get("email", []) for e in _LIST_SPLIT.split(v) if e],
             socials=socials, consent=consent, preferences=prefs,
@@ -143,6 +144,24 @@ class CustomerHandler:
             raise RowError.of(e) from None
         return Prepared(data, values, phones, emails, socials_ok, tags, parsed_prefs,
                         code_given="code" in values, consent=consent, referred_by=f.get("referred_by"))
+
+    def _date(self, raw: str | None, field_name: str, *, future: bool = False) -> str | None:
+        """date_value, each distinct text once (birthdays repeat a lot in a big file); a bounded cache."""
+        if raw is None:
+            return None
+        key = (raw, field_name)
+        found = self._dates.get(key)
+        if found is None:
+            try:
+                found = date_value(raw, field_name, self.ctx, self.options.date_format, future=future)
+            except RowError as e:
+                found = e
+            if len(self._dates) > 100_000:
+                self._dates.clear()
+            self._dates[key] = found  # type: ignore[assignment]
+        if isinstance(found, RowError):
+            raise RowError(found.field, found.value, found.reason)
+        return found
 
     # ------------------------------------------------------------------------------------ the store
     def apply(self, batch: list[tuple[Row, Prepared]]) -> list[str | RowError]:

@@ -17,9 +17,9 @@ from crmcli.core.context import StoreContext
 from crmcli.core.customers import C, parse_channel
 from crmcli.core.dates import parse_date
 from crmcli.core.io import lookups
-from crmcli.core.io.import_purchases import text, when
 from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
+from crmcli.core.io.rowfields import PlannedHandler, text, when
 from crmcli.errors import CrmError
 from crmcli.i18n import _
 from crmcli.store.bulk import insert_rows
@@ -39,16 +39,11 @@ class Prepared:
     next_date: date | None
 
 
-class InteractionHandler:
+class InteractionHandler(PlannedHandler):
     def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
-        self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
+        super().__init__(session, ctx, run_id, plan, options)
         self.next_id = next_id(session, INTERACTION, "interaction")
         self.actor = audit.actor()
-
-    def column_of(self, field_name: str | None) -> str | None:
-        if field_name is None or self.plan is None:
-            return field_name
-        return self.plan.column_of(field_name) or field_name
 
     def prepare(self, row: Row) -> Prepared:
         f = row.fields

@@ -12,15 +12,14 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from crmcli.core import audit
-from crmcli.core.clock import local_to_utc, utc_to_local, utcnow
+from crmcli.core.clock import utcnow
 from crmcli.core.context import StoreContext
-from crmcli.core.customers import clean_text
-from crmcli.core.dates import _DMY, parse_datetime
 from crmcli.core.io import lookups
 from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
+from crmcli.core.io.rowfields import PlannedHandler, text, when
 from crmcli.core.money import format_money, money_str, parse_amount
-from crmcli.core.purchases import P, _when, run_purchase_hooks
+from crmcli.core.purchases import P, run_purchase_hooks
 from crmcli.errors import CrmError
 from crmcli.i18n import _
 from crmcli.store.bulk import insert_rows
@@ -29,11 +28,20 @@ COLUMNS = ("id", "customer_id", "kind", "refund_of_id", "amount_minor", "purchas
            "category", "quantity", "channel", "ref", "note", "created_at", "import_id")
 
 
-class _Pending(dict):  # type: ignore[type-arg]
-    """A row written by this batch, looked up like a stored one (same-batch duplicates and refunds)."""
+_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+
+
+class _Pending:
+    """A row written by this batch, looked up like a stored one (same-batch duplicates and refunds); it keeps
+    the insert's tuple (a dict per row cost more than the lookups it serves)."""
+
+    __slots__ = ("values",)
 
     def __init__(self, values: tuple[Any, ...]) -> None:
-        super().__init__(zip(COLUMNS, values))
+        self.values = values
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[_INDEX[name]]
 
 
 KINDS = {"sale": "sale", "refund": "refund", "销售": "sale", "退款": "refund", "return": "refund"}
@@ -57,59 +65,15 @@ class Prepared:
     file_id: str | None = None
 
 
-def when(raw: str | None, field_name: str, ctx: StoreContext, date_format: str | None) -> tuple[datetime, date]:
-    """A required time column → (UTC time, business date), through the same parsers as `--at`; with
-    --date-format the file's form first, then the unambiguous ones (as for customers' dates)."""
-    if raw is None:
-        raise RowError(field_name, None, _("The {field} is missing.").format(field=field_name) + " " +
-                       _("Every imported row needs its date (a missing one would be recorded as today)."))
-    try:
-        if date_format is not None:
-            try:
-                at = local_to_utc(parse_datetime(raw, today=ctx.today, field=field_name, date_format=date_format),
-                                  ctx.tz)
-                on = utc_to_local(at, ctx.tz).date()
-                if on > ctx.today:
-                    raise RowError(field_name, raw, _("{field} {value} is in the future.").format(
-                        field=field_name, value=raw))
-                return at, on
-            except CrmError as e:
-                try:
-                    return _when(raw, ctx, field_name)
-                except CrmError as plain:
-                    raise (e if _DMY.match(raw.strip().split(" ")[0]) else plain) from None
-        return _when(raw, ctx, field_name)
-    except CrmError as e:
-        error = RowError.of(e, field_name, raw)
-        if date_format is None and _DMY.match(raw.strip().split(" ")[0]):
-            error.reason += " " + _("Or give the file's order with --date-format, e.g. --date-format %d/%m/%Y.")
-        raise error from None
-
-
-def text(fields: dict[str, Any], name: str, max_len: int) -> str | None:
-    raw = fields.get(name)
-    if raw is None:
-        return None
-    try:
-        return clean_text(raw, name, max_len=max_len) or None
-    except CrmError as e:
-        raise RowError.of(e, name, raw) from None
-
-
-class PurchaseHandler:
+class PurchaseHandler(PlannedHandler):
     def __init__(self, session: Session, ctx: StoreContext, run_id: int, plan: Plan | None, options: Options) -> None:
-        self.session, self.ctx, self.run_id, self.plan, self.options = session, ctx, run_id, plan, options
+        super().__init__(session, ctx, run_id, plan, options)
         self.next_id = next_id(session, P, "purchase")
         self.file_ids: dict[str, int] = {}  # the file's own id column → purchase id (links refunds in the file)
         self.keep_file_ids = plan is not None and "id" in plan.fields and "refund_of" in plan.fields
         # Each distinct amount and time is validated once (a shop's file repeats them a lot); bounded caches.
         self._amounts: dict[tuple[str, bool], int | CrmError] = {}
         self._times: dict[str, tuple[datetime, date] | RowError] = {}
-
-    def column_of(self, field_name: str | None) -> str | None:
-        if field_name is None or self.plan is None:
-            return field_name
-        return self.plan.column_of(field_name) or field_name
 
     def prepare(self, row: Row) -> Prepared:
         f = row.fields
@@ -214,15 +178,16 @@ class PurchaseHandler:
             run_purchase_hooks(self.session, ids, self.ctx)
         return outcomes
 
-    def _by_ref(self, refs: list[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(refs))
-        for i in range(0, len(unique), 900):
-            for r in self.session.execute(select(P).where(P.c.ref.in_(unique[i:i + 900]))).mappings():
+    def _by_ref(self, refs: list[str]) -> dict[str, Any]:
+        """{ref: the stored purchase (a mapping)}; values here and _Pending rows are read the same way."""
+        out: dict[str, Any] = {}
+        stmt = select(P).where(P.c.ref.in_(lookups.VALUES))
+        for part in lookups.unique_chunks(refs):
+            for r in self.session.execute(stmt, {"values": part}).mappings():
                 out[r["ref"]] = dict(r)
         return out
 
-    def _same_order(self, existing: dict[str, Any], customer_id: int, p: Prepared) -> str:
+    def _same_order(self, existing: Any, customer_id: int, p: Prepared) -> str:
         """The rule of `crm purchase add --ref`: the same order again is a no-op, another order is refused."""
         given = {"product": p.product, "category": p.category, "channel": p.channel}
         same = (existing["customer_id"] == customer_id and existing["amount_minor"] == p.amount
@@ -235,11 +200,11 @@ class PurchaseHandler:
             amount=format_money(existing["amount_minor"], self.ctx.currency)) + " " +
             _("Each ref is one order; correct the row or remove its ref."))
 
-    def _sale_of(self, p: Prepared, customer_id: int, existing: dict[str, dict[str, Any]],
+    def _sale_of(self, p: Prepared, customer_id: int, existing: dict[str, Any],
                  refunded: dict[int, int]) -> int:
         """The sale a refund row refers to, checked like `crm purchase refund` (same customer, not more than
         is left, not before the sale)."""
-        sale: dict[str, Any] | None = None
+        sale: Any = None
         if p.refund_of_ref:
             sale = existing.get(p.refund_of_ref)
             field_name, raw = "refund_of_ref", p.refund_of_ref

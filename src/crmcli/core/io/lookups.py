@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlmodel import Session
 
 from crmcli.core.contacts import normalize_email, normalize_phone
@@ -19,38 +19,44 @@ from crmcli.i18n import _
 LIVE = and_(C.c.deleted_at.is_(None), C.c.erased_at.is_(None))
 
 
-def _chunks(values: Iterable[str], size: int = 900) -> list[list[str]]:
+def unique_chunks(values: Iterable[str], size: int = 900) -> list[list[str]]:
+    """The distinct values, in lists short enough for one IN (...) on any SQLite build."""
     items = list(dict.fromkeys(values))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+# Built once with an expanding parameter: a plain ``in_(list)`` coerces every value of every batch's IN list
+# through SQLAlchemy's literal checks (~10% of a purchase import's CPU time).
+VALUES = bindparam("values", expanding=True)
+_BY_CODE = select(C.c.code, C.c.id).where(C.c.code.in_(VALUES))
+_BY_LIVE_CODE = _BY_CODE.where(LIVE)
+
+
 def by_code(session: Session, codes: Iterable[str], *, live_only: bool = True) -> dict[str, int]:
     out: dict[str, int] = {}
-    for part in _chunks(codes):
-        stmt = select(C.c.code, C.c.id).where(C.c.code.in_(part))
-        if live_only:
-            stmt = stmt.where(LIVE)
-        out.update({code: cid for code, cid in session.execute(stmt)})
+    stmt = _BY_LIVE_CODE if live_only else _BY_CODE
+    for part in unique_chunks(codes):
+        out.update((code, cid) for code, cid in session.execute(stmt, {"values": part}))
     return out
 
 
 def by_contact(session: Session, kind: str, values: Iterable[str]) -> dict[str, set[int]]:
     """{phone or lower-cased e-mail: ids of the live customers that have it}."""
     out: dict[str, set[int]] = {}
-    for part in _chunks(values):
-        column = CP.c.value
-        if kind == "email":  # callers pass lower-cased e-mails; each dialect's case-folding index serves this
-            column = column.collate("NOCASE") if session.get_bind().dialect.name == "sqlite" else func.lower(column)
-        stmt = (select(CP.c.value, CP.c.customer_id).join(C, C.c.id == CP.c.customer_id)
-                .where(CP.c.kind == kind, column.in_(part), LIVE))
-        for value, cid in session.execute(stmt):
+    column = CP.c.value
+    if kind == "email":  # callers pass lower-cased e-mails; each dialect's case-folding index serves this
+        column = column.collate("NOCASE") if session.get_bind().dialect.name == "sqlite" else func.lower(column)
+    stmt = (select(CP.c.value, CP.c.customer_id).join(C, C.c.id == CP.c.customer_id)
+            .where(CP.c.kind == kind, column.in_(VALUES), LIVE))
+    for part in unique_chunks(values):
+        for value, cid in session.execute(stmt, {"values": part}):
             out.setdefault(value.lower() if kind == "email" else value, set()).add(cid)
     return out
 
 
 def deleted_codes(session: Session, codes: Iterable[str]) -> set[str]:
     out: set[str] = set()
-    for part in _chunks(codes):
+    for part in unique_chunks(codes):
         out.update(r[0] for r in session.execute(select(C.c.code).where(C.c.code.in_(part), C.c.deleted_at.is_not(None))))
     return out
 
