@@ -30,9 +30,14 @@ SEED = int(os.environ.get("CRM_ROBUST_SEED", "20251130"))
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4, 5}
 
 
+#: Extra environment for every crm process the crash campaign of one operation starts (its trials run in
+#: threads, but a campaign runs one operation at a time): e.g. how often an import commits a step.
+OPERATION_ENV: dict[str, str] = {}
+
+
 def crm_env(tz: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "PYTEST_"))}
-    env.update(CRM_LANG="en", NO_COLOR="1", COLUMNS="100", PYTHONDONTWRITEBYTECODE="1")
+    env.update(CRM_LANG="en", NO_COLOR="1", COLUMNS="100", PYTHONDONTWRITEBYTECODE="1", **OPERATION_ENV)
     if tz is not None:
         env["TZ"] = tz
     env.update(extra)
@@ -187,7 +192,7 @@ class Zygote:
         self.n += 1
         out, err = self.workdir / f"z{self.n}.out", self.workdir / f"z{self.n}.err"
         env = {"CRM_TEST_KILL_AT": str(kill_at), "CRM_TEST_KILL_COMMIT": kill_commit,
-               "CRM_TEST_TICK_EVERY": str(every), "CRM_TEST_TICK_FILE": str(tick_file)}
+               "CRM_TEST_TICK_EVERY": str(every), "CRM_TEST_TICK_FILE": str(tick_file), **OPERATION_ENV}
         self.proc.stdin.write(json.dumps({"args": ["--db", str(db), *args], "env": env, "stdout": str(out),
                                           "stderr": str(err)}) + "\n")
         self.proc.stdin.flush()

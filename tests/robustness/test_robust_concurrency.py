@@ -147,3 +147,43 @@ def test_long_operation_does_not_block_a_short_command(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM customer WHERE name = 'Walk-in'").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+def test_a_long_import_lets_a_short_command_in_between_its_steps(tmp_path: Path) -> None:
+    """A purchase import that runs for many seconds commits in steps of about a second (core/io/importer.py);
+    a `customer add` started while it holds the lock finishes within BLOCK_LIMIT seconds — while the import is
+    still running — and the import then completes with every row."""
+    db = tmp_path / "shop.sqlite"
+    generate_shop(db, customers=500, purchases=0)
+    csv = tmp_path / "orders.csv"
+    rows = 40000
+    write_purchases_csv(csv, rows, customers=500)
+    short = Workers(tmp_path)
+    short.start(db, [["customer", "add", "Walk-in", "--phone", "+8613900000001"]])
+    for p in short.procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    long_op = subprocess.Popen([PY, "-m", "crmcli", "--db", str(db), "import", "purchases", str(csv), "--as-of", AS_OF],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=crm_env())
+    deadline = time.monotonic() + 120
+    while not lock_held(db):
+        assert long_op.poll() is None, f"the import ended before it took the write lock: {long_op.stderr}"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    started = time.monotonic()
+    short.go_file.touch()
+    [[result]] = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in short.procs]
+    waited = time.monotonic() - started
+    import_still_running = long_op.poll() is None
+    assert long_op.wait(timeout=600) == 0, long_op.stderr and long_op.stderr.read()
+    assert result["code"] == 0, result["stderr"]
+    print(f"customer add finished {waited:.2f} s after it started behind a running import")
+    assert import_still_running, "the import finished before the short command: the file is too small to tell"
+    assert waited < BLOCK_LIMIT, f"a short command waited {waited:.1f} s behind an import"
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM customer WHERE name = 'Walk-in'").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM purchase WHERE import_id IS NOT NULL").fetchone()[0] == rows
+        assert conn.execute("SELECT status FROM import_run").fetchall() == [("done",)]
+    finally:
+        conn.close()
+    assert store_problems(db) == []

@@ -40,12 +40,30 @@ class State:
             from crmcli.store.engine import open_store
 
             self._store = open_store(self.db, create=create)
+            _take_back_interrupted_imports(self._store)
         return self._store
 
     def close(self) -> None:
         if self._store is not None:
             self._store.dispose()
             self._store = None
+
+
+def _take_back_interrupted_imports(store: "Store") -> None:
+    """An import whose process died between two of its steps is removed before anything else reads the store,
+    like SQLite rolls back a hot journal (core/io/rollback.py)."""
+    from crmcli.core.io.rollback import recover
+    from crmcli.errors import StoreError
+
+    try:
+        taken = recover(store)
+    except StoreError as e:  # a read-only store: reads still work; the next writable open cleans up
+        warn(_("An interrupted import could not be taken back yet: {error}").format(error=e.message))
+        return
+    for d in taken:
+        warn(_("Import #{id} was interrupted (its process ended); its {n} records were taken back.").format(
+            id=d.run_id, n=d.removed) + (" " + _("{n} records that other commands had already used were kept; see "
+                                              "`crm import history`.").format(n=len(d.kept)) if d.kept else ""))
 
 
 _state = State()

@@ -28,10 +28,11 @@ class ImportRun(SQLModel, table=True):
     unchanged: int
     rejected: int
     skipped: int
-    status: str  # done | partial | undone
+    status: str  # running | done | partial | failed | undone
     last_audit_id: int | None = None  # the audit trail's last row when the import committed
     undone_at: datetime | None = None
     actor: str
+    owner: str | None = None  # "host:pid:start" of the process while the import runs (migration m0011)
 
 
 # Mirror of the case-insensitive (COLLATE NOCASE) contact index created by m0008; the reflection used by the

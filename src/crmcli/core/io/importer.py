@@ -17,6 +17,10 @@ store as it was.
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +31,7 @@ from sqlmodel import Session
 from crmcli.core import audit
 from crmcli.core.clock import utcnow
 from crmcli.core.context import StoreContext
+from crmcli.core.io import rollback
 from crmcli.errors import CrmError
 from crmcli.i18n import _
 from crmcli.store.models_imports import ImportRun
@@ -37,6 +42,10 @@ MODES = ("create", "upsert", "update")
 MATCH_KEYS = ("code", "email", "phone")
 KEEP_REJECTS_IN_MEMORY = 1000
 REASON_COLUMN = "import_error"
+STEP_SECONDS = 1.0  # a stepped import commits about this often
+HAND_OVER_SECONDS = 0.005  # and pauses this long: writers waiting for the lock retry every few ms (store/engine.py)
+MIN_BATCH = 50
+FIRST_STEP_BATCH = 250  # until the first batch has shown how fast this file's rows are written
 
 
 @dataclass
@@ -136,86 +145,220 @@ class _Abort(Exception):
     """Raised inside the write transaction to roll it back (all-or-nothing, dry run)."""
 
 
+def step_seconds() -> float:
+    """How long one step of a stepped import may hold the write lock (CRM_IMPORT_STEP_SECONDS, for tests)."""
+    try:
+        return max(0.0, float(os.environ.get("CRM_IMPORT_STEP_SECONDS", STEP_SECONDS)))
+    except ValueError:
+        return STEP_SECONDS
+
+
+class _Steps:
+    """The write transactions of one import, one after the other."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.open: Any = None
+        self.committed = 0
+
+    def begin(self) -> Session:
+        self.open = self.store.write()
+        return self.open.__enter__()  # type: ignore[no-any-return]
+
+    def commit(self) -> None:
+        done, self.open = self.open, None
+        done.__exit__(None, None, None)
+        self.committed += 1
+
+    def abandon(self, error: BaseException) -> None:
+        if self.open is not None:
+            done, self.open = self.open, None
+            try:
+                done.__exit__(type(error), error, error.__traceback__)
+            except BaseException:  # the rollback re-raises the error we are already handling
+                pass
+
+
+class _AuditSpool:
+    """The audit entries of a stepped import, kept in a temporary file until its last step writes them (flat
+    memory: a million customers' entries do not stay in RAM)."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+        self.count = 0
+
+    def add(self, entries: list[dict[str, Any]]) -> None:
+        pickle.dump(entries, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.count += len(entries)
+
+    def replay(self, session: Session) -> None:
+        self.file.seek(0)
+        while True:
+            try:
+                entries = pickle.load(self.file)
+            except EOFError:
+                return
+            audit.record_many(session, entries)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterator[Row],
         make_handler: Callable[[Session, StoreContext, int], Handler], options: Options, *,
         on_reject: Callable[[Reject], None] | None = None, progress: Callable[[int], None] | None = None,
         result: Result | None = None) -> Result:
-    """Import ``rows`` in one write transaction; returns the counts (committed or not)."""
+    """Import ``rows``; returns the counts (committed or not).
+
+    An import that only adds records (``--mode create``, the default, and every purchase or interaction
+    import) commits in steps of about a second, so other writers get the lock in between instead of waiting
+    for the whole file (issue #10). It stays all-or-nothing: its rows carry its ``import_id``, its run row
+    says ``running`` and names its process, and its audit entries are spooled and written with the last step.
+    When it fails (a rejected row without --partial, an error, Ctrl-C) the committed steps are removed again
+    (core/io/rollback.py); when its process dies, the next crm command removes them. Updates (upsert/update
+    modes) and dry runs keep one transaction, which the database rolls back by itself.
+    """
     result = result or Result(kind=options.kind, source=options.source, mode=options.mode)
     result.dry_run = options.dry_run
     if options.kind == "purchases":
         from crmcli.core.purchases import warm_purchase_hooks
 
         warm_purchase_hooks()
+    stepped = not options.dry_run and options.mode == "create"
+    limit = step_seconds() if stepped else float("inf")
+    spool = _AuditSpool() if stepped else None
+    token = audit.spool.set(spool)
+    steps = _Steps(store)
     try:
-        with store.write() as session:
+        session: Session | None = steps.begin()
+        ctx = ctx_loader(session)
+        started = utcnow()
+        run_id = session.execute(insert(RUN).values(
+            kind=options.kind, source=options.source, mode=options.mode,
+            options=json.dumps(_options_json(options), ensure_ascii=False, sort_keys=True), started_at=started,
+            finished_at=started, rows_read=0, created=0, updated=0, unchanged=0, rejected=0, skipped=0,
+            status="running", actor=audit.actor(), owner=rollback.owner())).inserted_primary_key[0]
+        result.run_id = int(run_id)
+        handler = make_handler(session, ctx, result.run_id)
+        step_started = time.monotonic()
+        size = min(options.batch_size, FIRST_STEP_BATCH) if stepped else options.batch_size
+        batch: list[tuple[Row, Any]] = []
+
+        def reject(row: Row, error: RowError) -> None:
+            result.rejected += 1
+            item = Reject(row.line, handler.column_of(error.field) or error.field, error.value, error.reason, row.raw)
+            if len(result.rejects) < KEEP_REJECTS_IN_MEMORY:
+                result.rejects.append(item)
+            if on_reject is not None:
+                on_reject(item)
+
+        def begin_step() -> Session:
+            """The next step's transaction, begun only when there is a batch to write: the rows of that batch
+            were read and checked (pure validation) while other writers could have the lock."""
+            nonlocal session, ctx, handler, step_started
+            time.sleep(HAND_OVER_SECONDS)
+            session = steps.begin()
             ctx = ctx_loader(session)
-            started = utcnow()
-            run_id = session.execute(insert(RUN).values(
-                kind=options.kind, source=options.source, mode=options.mode,
-                options=json.dumps(_options_json(options), ensure_ascii=False, sort_keys=True), started_at=started,
-                finished_at=started, rows_read=0, created=0, updated=0, unchanged=0, rejected=0, skipped=0,
-                status="running", actor=audit.actor())).inserted_primary_key[0]
-            result.run_id = int(run_id)
-            handler = make_handler(session, ctx, result.run_id)
-            batch: list[tuple[Row, Any]] = []
+            handler = make_handler(session, ctx, result.run_id)  # type: ignore[arg-type]
+            step_started = time.monotonic()
+            return session
 
-            def reject(row: Row, error: RowError) -> None:
-                result.rejected += 1
-                item = Reject(row.line, handler.column_of(error.field) or error.field, error.value, error.reason, row.raw)
-                if len(result.rejects) < KEEP_REJECTS_IN_MEMORY:
-                    result.rejects.append(item)
-                if on_reject is not None:
-                    on_reject(item)
+        def flush() -> None:
+            nonlocal session, size
+            if not batch:
+                return
+            if session is None:
+                begin_step()
+            began = time.monotonic()
+            outcomes = handler.apply(batch)
+            for (row, _prepared), outcome in zip(batch, outcomes):
+                if isinstance(outcome, RowError):
+                    reject(row, outcome)
+                else:
+                    setattr(result, outcome, getattr(result, outcome) + 1)
+            if stepped:
+                # Batches small enough that a step ends close to its time limit, on a fast or a loaded machine.
+                per_row = (time.monotonic() - began) / len(batch)
+                size = max(MIN_BATCH, min(options.batch_size, int(limit / 2 / per_row) if per_row else size))
+            batch.clear()
+            if progress is not None:
+                progress(result.read)
+            if time.monotonic() - step_started >= limit:
+                assert session is not None
+                _finish_step(session, result)
+                steps.commit()
+                session = None
+                handler.session = None  # prepare() is pure validation; anything else must wait for a step
 
-            def flush() -> None:
-                if not batch:
-                    return
-                outcomes = handler.apply(batch)
-                for (row, _prepared), outcome in zip(batch, outcomes):
-                    if isinstance(outcome, RowError):
-                        reject(row, outcome)
-                    else:
-                        setattr(result, outcome, getattr(result, outcome) + 1)
-                batch.clear()
-                if progress is not None:
-                    progress(result.read)
-
-            for row in rows:
-                result.read += 1
-                unreadable = row.fields.get("__error__")
-                if isinstance(unreadable, RowError):  # a vCard vobject could not read
-                    reject(row, unreadable)
-                    continue
-                try:
-                    batch.append((row, handler.prepare(row)))
-                except RowError as e:
-                    reject(row, e)
-                except CrmError as e:
-                    reject(row, RowError.of(e))
-                if len(batch) >= options.batch_size:
-                    flush()
-            flush()
-            if session.get_bind().dialect.name == "postgresql":  # ids were assigned here (next_id), not by sequences
-                from crmcli.store.postgres import advance_sequences
-
-                advance_sequences(session.connection(), ["customer", "purchase", "interaction"])
-            assert result.read == result.created + result.updated + result.unchanged + result.rejected + result.skipped
-            status = "partial" if result.rejected else "done"
-            if options.dry_run or (result.rejected and not options.partial):
-                raise _Abort
-            audit.record(session, entity="import", entity_id=result.run_id, action="import",
-                         after={"kind": options.kind, "source": options.source, "mode": options.mode,
-                                **result.counts()})
-            last_audit = session.execute(select(func.max(audit.AuditEntry.__table__.c.id))).scalar()
-            session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
-                finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
-                unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped, status=status,
-                last_audit_id=last_audit))
+        for row in rows:
+            result.read += 1
+            unreadable = row.fields.get("__error__")
+            if isinstance(unreadable, RowError):  # a vCard vobject could not read
+                reject(row, unreadable)
+                continue
+            try:
+                batch.append((row, handler.prepare(row)))
+            except RowError as e:
+                reject(row, e)
+            except CrmError as e:
+                reject(row, RowError.of(e))
+            if len(batch) >= size:
+                flush()
+        flush()
+        if session is None:
+            session = begin_step()
+        _advance_sequences(session)
+        assert result.read == result.created + result.updated + result.unchanged + result.rejected + result.skipped
+        status = "partial" if result.rejected else "done"
+        if options.dry_run or (result.rejected and not options.partial):
+            raise _Abort
+        audit.spool.reset(token)
+        token = None
+        if spool is not None:
+            spool.replay(session)
+        audit.record(session, entity="import", entity_id=result.run_id, action="import",
+                     after={"kind": options.kind, "source": options.source, "mode": options.mode,
+                            **result.counts()})
+        last_audit = session.execute(select(func.max(audit.AuditEntry.__table__.c.id))).scalar()
+        session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
+            finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
+            unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped, status=status,
+            last_audit_id=last_audit, owner=None))
+        steps.commit()
         result.committed = True
-    except _Abort:
+    except BaseException as error:
+        steps.abandon(error)
+        if token is not None:
+            audit.spool.reset(token)
+            token = None
+        if steps.committed and result.run_id is not None:
+            # Earlier steps were committed: take them back, so the store is as it was before the import.
+            with store.write() as session:
+                rollback.discard(session, result.run_id)
+        if not isinstance(error, _Abort):
+            raise
         result.committed = False
+    finally:
+        if token is not None:
+            audit.spool.reset(token)
+        if spool is not None:
+            spool.close()
     return result
+
+
+def _finish_step(session: Session, result: Result) -> None:
+    """The run row shows the progress (and, by its time, that its process is alive) at every step."""
+    _advance_sequences(session)
+    session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
+        finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
+        unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped))
+
+
+def _advance_sequences(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":  # ids were assigned here (next_id), not by sequences
+        from crmcli.store.postgres import advance_sequences
+
+        advance_sequences(session.connection(), ["customer", "purchase", "interaction"])
 
 
 def _options_json(options: Options) -> dict[str, Any]:

@@ -1,0 +1,232 @@
+"""Imports that commit in steps (issue #10): a long import lets other writers in between its steps, yet stays
+all-or-nothing. CRM_IMPORT_STEP_SECONDS=0 makes every (smallest) batch a step, so these small files commit
+many steps; the same files imported in one transaction must give exactly the same store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pg_support
+from conftest import Cli
+from crm_helpers import audit_rows, cli, fails, one, query, template_store  # noqa: F401
+
+import crmcli.core.io.importer as importer
+import crmcli.core.io.rollback as rollback
+
+CUSTOMERS = 520  # the first batch (250 rows) and then more than 5 of the smallest (50)
+
+
+def customers_csv(path: Path, n: int = CUSTOMERS, *, last: str | None = None) -> str:
+    lines = ["name,phone,email,tags,city"]
+    lines += [f"Kunde {i},+86139{i:08d},k{i}@example.com,vip;import,上海" for i in range(1, n + 1)]
+    if last is not None:
+        lines.append(last)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def purchases_csv(path: Path, *, last: str | None = None) -> str:
+    lines = ["ref,customer_code,kind,amount,purchased_at,refund_of_ref"]
+    for i in range(1, 401):
+        lines.append(f"S{i},C{1 + i % 3:06d},sale,{10 + i}.50,2024-03-{1 + i % 28:02d},")
+    lines += ["R1,C000002,refund,-5,2024-03-29,S1", "R2,C000003,refund,-11,2024-03-29,S2"]
+    if last is not None:
+        lines.append(last)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def imported(cli, *args: str, code: int = 0) -> dict:
+    result = cli("import", *args, "--format", "json", "--as-of", "2024-06-30")
+    assert result.exit_code == code, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every batch its own step; the list counts the steps committed."""
+    monkeypatch.setenv("CRM_IMPORT_STEP_SECONDS", "0")
+    commits: list[int] = []
+    original = importer._Steps.commit
+
+    def commit(self: importer._Steps) -> None:
+        original(self)
+        commits.append(self.committed)
+
+    monkeypatch.setattr(importer._Steps, "commit", commit)
+    return commits
+
+
+def shop(cli) -> None:
+    cli.ok("config", "set", "points.enabled", "true")
+    for name in ("Ann", "Bob", "Cat"):
+        cli.ok("customer", "add", name)
+
+
+def table_rows(db: Path, table: str, columns: str) -> list[tuple]:
+    return query(db, f"SELECT {columns} FROM {table} ORDER BY {columns}")
+
+
+def test_a_stepped_import_gives_the_same_store_as_one_transaction(cli, tmp_path, steps, monkeypatch,
+                                                                  template_store):
+    path = customers_csv(tmp_path / "c.csv")
+    data = imported(cli, "customers", path)
+    assert (data["read"], data["created"], data["rejected"]) == (CUSTOMERS, CUSTOMERS, 0)
+    assert len(steps) > 5, "the file was not imported in steps"
+    assert query(cli.db, "SELECT status, owner FROM import_run") == [("done", None)]
+
+    monkeypatch.setenv("CRM_IMPORT_STEP_SECONDS", "3600")
+    steps.clear()
+    other = tmp_path / "one.sqlite"
+    pg_support.copy_store(template_store[0], other)
+    single = Cli(other)
+    assert imported(single, "customers", path)["created"] == CUSTOMERS
+    assert len(steps) == 1
+    for table, columns in (("customer", "id, code, name, city, import_id"),
+                           ("contact_point", "customer_id, kind, value"),
+                           ("customer_tag", "customer_id, tag")):
+        assert table_rows(cli.db, table, columns) == table_rows(other, table, columns), table
+    def trail(db: Path) -> list[tuple]:
+        """The audit trail, with each batch entry spelled out per record (batches differ in size)."""
+        out: list[tuple] = []
+        for r in audit_rows(db):
+            if r["action"] == "import-batch":
+                out += [(r["entity"], i, "import-batch") for i in range(r["after"]["first_id"], r["after"]["last_id"] + 1)]
+            elif r["entity"] != "setting":
+                out.append((r["entity"], r["entity_id"], r["action"], json.dumps(r["after"], sort_keys=True)))
+        return out
+
+    assert trail(cli.db) == trail(other) and trail(other)
+    cli.ok("db", "check")
+
+
+def test_a_rejected_row_after_committed_steps_leaves_the_store_exactly_as_before(cli, tmp_path, steps, unchanged):
+    cli.ok("customer", "add", "Existing", "--phone", "+8613700000001")
+    check = unchanged()
+    path = customers_csv(tmp_path / "c.csv", last="Late,+8613700000001,late@example.com,,北京")
+    result = cli("import", "customers", path, "--as-of", "2024-06-30")
+    assert result.exit_code == 5
+    assert f"line {CUSTOMERS + 2}" in result.stderr and "already exists as C000001" in result.stderr
+    assert len(steps) > 5  # steps were committed, then taken back
+    check()
+    assert one(cli.db, "SELECT COUNT(*) FROM import_run") == 0
+    # and the ids it used are free again
+    assert imported(cli, "customers", customers_csv(tmp_path / "d.csv", 3))["created"] == 3
+    assert [r[0] for r in query(cli.db, "SELECT code FROM customer ORDER BY id")] == \
+        ["C000001", "C000002", "C000003", "C000004"]
+
+
+def test_purchases_with_points_and_refunds_are_taken_back_too(cli, tmp_path, steps, unchanged):
+    shop(cli)
+    check = unchanged()
+    path = purchases_csv(tmp_path / "p.csv", last="BAD,C000099,sale,10,2024-03-01,")
+    result = cli("import", "purchases", path, "--as-of", "2024-06-30")
+    assert result.exit_code == 5 and "C000099" in result.stderr
+    assert len(steps) > 3
+    check()
+    # The same file without the bad row imports, earns points, and a refund's allocation is in place.
+    data = imported(cli, "purchases", purchases_csv(tmp_path / "q.csv"))
+    assert data["created"] == 402
+    assert one(cli.db, "SELECT COUNT(*) FROM points_ledger WHERE purchase_id IS NOT NULL") >= 402
+    cli.ok("db", "check")
+
+
+def test_partial_keeps_the_good_rows_of_every_step(cli, tmp_path, steps):
+    cli.ok("customer", "add", "Existing", "--phone", "+8613700000001")
+    path = customers_csv(tmp_path / "c.csv", last="Late,+8613700000001,late@example.com,,北京")
+    data = imported(cli, "customers", path, "--partial", code=5)
+    assert (data["created"], data["rejected"]) == (CUSTOMERS, 1)
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == CUSTOMERS + 1
+    assert query(cli.db, "SELECT status FROM import_run") == [("partial",)]
+
+
+def test_ctrl_c_between_steps_takes_the_committed_steps_back(cli, tmp_path, steps, unchanged, monkeypatch):
+    check = unchanged()
+    original = importer._finish_step
+    calls = []
+
+    def interrupted(session, result):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        original(session, result)
+
+    monkeypatch.setattr(importer, "_finish_step", interrupted)
+    result = cli("import", "customers", customers_csv(tmp_path / "c.csv"), "--as-of", "2024-06-30")
+    assert result.exit_code == 130 and "Interrupted" in result.stderr
+    assert len(steps) == 2
+    check()
+
+
+def dead_owner() -> str:
+    """The owner string of a process that has ended."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    return f"{socket.gethostname()}:{int(proc.stdout)}:1"
+
+
+def test_the_next_command_takes_back_an_import_whose_process_died(cli, tmp_path, steps, unchanged, monkeypatch):
+    check = unchanged()
+
+    def crash(session, run_id):  # noqa: ANN001
+        raise SystemExit(137)  # as if killed: nothing takes the steps back
+
+    monkeypatch.setattr(rollback, "discard", crash)
+    monkeypatch.setattr(importer, "_finish_step", _dying_after(2, importer._finish_step))
+    assert cli("import", "customers", customers_csv(tmp_path / "c.csv"), "--as-of", "2024-06-30").exit_code == 137
+    monkeypatch.undo()
+    assert one(cli.db, "SELECT status FROM import_run") == "running"
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") > 0
+    # Still its process's (this one, alive): left alone.
+    assert cli.ok("customer", "list").stderr == ""
+    assert one(cli.db, "SELECT COUNT(*) FROM import_run") == 1
+    with __import__("sqlite3").connect(cli.db) as conn:
+        conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
+    result = cli.ok("customer", "list")
+    assert "Import #1 was interrupted (its process ended)" in result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1  # the header: no customer left
+    check()
+
+
+def _dying_after(n: int, original):  # noqa: ANN001, ANN202
+    calls = []
+
+    def finish(session, result):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) > n:
+            raise RuntimeError("power cut")
+        original(session, result)
+
+    return finish
+
+
+def test_a_record_used_meanwhile_is_kept_and_named(cli, tmp_path, steps, monkeypatch):
+    """Between two steps another command adds a purchase for a customer the running import created; the
+    import then fails. Its other customers are removed; that one is kept, with an audit entry."""
+    original = importer._finish_step
+    calls = []
+
+    def meanwhile(session, result):  # noqa: ANN001
+        original(session, result)
+        calls.append(1)
+        if len(calls) == 2:
+            from sqlalchemy import text
+
+            session.execute(text("INSERT INTO purchase (customer_id, kind, amount_minor, purchased_at, purchased_on, "
+                                 "quantity, created_at) SELECT id, 'sale', 100, created_at, '2024-03-01', 1, created_at "
+                                 "FROM customer ORDER BY id LIMIT 1"))
+
+    monkeypatch.setattr(importer, "_finish_step", meanwhile)
+    path = customers_csv(tmp_path / "c.csv", last="Broken,not-a-phone,,,")
+    assert cli("import", "customers", path, "--as-of", "2024-06-30").exit_code == 5
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 1
+    assert query(cli.db, "SELECT status FROM import_run") == [("failed",)]
+    kept = [r for r in audit_rows(cli.db) if r["action"] == "import-kept"]
+    assert [(r["entity"], r["entity_id"]) for r in kept] == [("customer", 1)]
+    cli.ok("db", "check")
