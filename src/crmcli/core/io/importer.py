@@ -2,16 +2,18 @@
 
 A file is read as a stream, cut into batches; each batch is validated row by row (pure checks, reusing the
 parsers of core/contacts, dates, money and customers) and then checked against the store with a few IN
-queries before its rows are written with executemany. Everything happens in ONE write transaction, which
-also holds the import's ``import_run`` row:
+queries before its rows are written with executemany. Later rows see earlier ones (a duplicate phone two
+thousand lines further down is caught), because every batch is written before the next is checked.
 
-* default (all-or-nothing): any rejected row → the transaction is rolled back, nothing is written, exit 5;
-* ``--partial``: the good rows are committed, rejected rows are reported, exit 5 if any;
-* ``--dry-run``: everything is validated and written inside the transaction, then rolled back.
+How the writes are committed (``run``):
 
-Because the batches go into the same open transaction, later rows see earlier ones (a duplicate phone two
-thousand lines further down is caught), and an interrupted import (Ctrl-C, a crash, a full disk) leaves the
-store as it was.
+* an import that only adds records (``--mode create``, every purchase and interaction import) commits in
+  steps of about a second (STEP_SECONDS), so other crm commands get the write lock in between instead of
+  waiting for the whole file (issue #10). It is still all-or-nothing: a rejected row (without --partial),
+  an error or Ctrl-C takes the committed steps back (core/io/rollback.py), and an import whose process died
+  is taken back by the next crm command; audit entries are written with the last step;
+* upsert/update imports and ``--dry-run`` run in one transaction, rolled back by the database itself;
+* ``--partial``: the good rows are committed, rejected rows are reported, exit 5 if any.
 """
 
 from __future__ import annotations
