@@ -225,13 +225,13 @@ class CustomerHandler(PlannedHandler):
         matched: int | None = None
         matched_by = None
         for key in self.options.match:
-            found: set[int] = set()
+            found: Any = _NONE
             if key == "code" and "code" in p.values and p.values["code"] in live_codes:
                 found = {live_codes[p.values["code"]]}
             elif key == "phone":
-                found = set().union(*(phones.get(v, set()) for v in p.phones)) if p.phones else set()
+                found = _owners(phones, p.phones)
             elif key == "email":
-                found = set().union(*(emails.get(v.lower(), set()) for v in p.emails)) if p.emails else set()
+                found = _owners(emails, [v.lower() for v in p.emails])
             if len(found) > 1:
                 raise RowError(key, None, _("The row's {key} matches {n} customers ({codes}).").format(
                     key=_(key), n=len(found), codes=", ".join(self._codes(found))) + " " +
@@ -349,6 +349,19 @@ class CustomerHandler(PlannedHandler):
                 wanting.pop(0).values["code"] = code
                 if not wanting:
                     break
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+def _owners(owners: dict[str, set[int]], values: list[str]) -> Any:
+    """The customers that have any of ``values`` (most rows of a big file: none, without building a set)."""
+    found: Any = _NONE
+    for v in values:
+        hit = owners.get(v)
+        if hit:
+            found = found | hit
+    return found
 
 
 def _preferences(text: str) -> dict[str, str]:

@@ -181,9 +181,9 @@ class PurchaseHandler(PlannedHandler):
     def _by_ref(self, refs: list[str]) -> dict[str, Any]:
         """{ref: the stored purchase (a mapping)}; values here and _Pending rows are read the same way."""
         out: dict[str, Any] = {}
-        stmt = select(P).where(P.c.ref.in_(lookups.VALUES))
-        for part in lookups.unique_chunks(refs):
-            for r in self.session.execute(stmt, {"values": part}).mappings():
+        found = sorted(lookups.ids_by(self.session, "purchase", "ref", refs).values())  # usually none: new orders
+        for part in lookups.unique_chunks(found):  # type: ignore[arg-type]
+            for r in self.session.execute(select(P).where(P.c.id.in_(part))).mappings():
                 out[r["ref"]] = dict(r)
         return out
 

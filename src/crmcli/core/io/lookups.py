@@ -7,16 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.core.contacts import normalize_email, normalize_phone
-from crmcli.core.customers import C, CP, chunked, parse_code
+from crmcli.core.customers import C, chunked, parse_code
 from crmcli.core.io.importer import RowError
 from crmcli.errors import CrmError
 from crmcli.i18n import _
-
-LIVE = and_(C.c.deleted_at.is_(None), C.c.erased_at.is_(None))
 
 
 def unique_chunks(values: Iterable[str], size: int = 900) -> list[list[str]]:
@@ -25,32 +23,47 @@ def unique_chunks(values: Iterable[str], size: int = 900) -> list[list[str]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-# Built once with an expanding parameter: a plain ``in_(list)`` coerces every value of every batch's IN list
-# through SQLAlchemy's literal checks (~10% of a purchase import's CPU time).
-VALUES = bindparam("values", expanding=True)
-_BY_CODE = select(C.c.code, C.c.id).where(C.c.code.in_(VALUES))
-_BY_LIVE_CODE = _BY_CODE.where(LIVE)
+# The per-batch lookups go to the driver as plain SQL with one placeholder per value: Core's IN (even with an
+# expanding parameter) names and renders every value of every batch, ~15% of a customer import's CPU time.
+_LIVE_SQL = "c.deleted_at IS NULL AND c.erased_at IS NULL"
+
+
+def _in(session: Session, sql: str, values: list[str], *, first: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` whose ``{marks}`` become one placeholder per value (the driver's own style)."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    text = sql.format(marks=", ".join([mark] * len(values)), mark=mark)
+    return [tuple(r) for r in connection.exec_driver_sql(text, (*first, *values))]
 
 
 def by_code(session: Session, codes: Iterable[str], *, live_only: bool = True) -> dict[str, int]:
     out: dict[str, int] = {}
-    stmt = _BY_LIVE_CODE if live_only else _BY_CODE
+    sql = "SELECT c.code, c.id FROM customer c WHERE c.code IN ({marks})" + (f" AND {_LIVE_SQL}" if live_only else "")
     for part in unique_chunks(codes):
-        out.update((code, cid) for code, cid in session.execute(stmt, {"values": part}))
+        out.update((code, cid) for code, cid in _in(session, sql, part))
     return out
 
 
 def by_contact(session: Session, kind: str, values: Iterable[str]) -> dict[str, set[int]]:
     """{phone or lower-cased e-mail: ids of the live customers that have it}."""
     out: dict[str, set[int]] = {}
-    column = CP.c.value
+    column = "cp.value"
     if kind == "email":  # callers pass lower-cased e-mails; each dialect's case-folding index serves this
-        column = column.collate("NOCASE") if session.get_bind().dialect.name == "sqlite" else func.lower(column)
-    stmt = (select(CP.c.value, CP.c.customer_id).join(C, C.c.id == CP.c.customer_id)
-            .where(CP.c.kind == kind, column.in_(VALUES), LIVE))
+        column = "cp.value COLLATE NOCASE" if session.get_bind().dialect.name == "sqlite" else "lower(cp.value)"
+    sql = (f"SELECT cp.value, cp.customer_id FROM contact_point cp JOIN customer c ON c.id = cp.customer_id "
+           f"WHERE cp.kind = {{mark}} AND {column} IN ({{marks}}) AND {_LIVE_SQL}")
     for part in unique_chunks(values):
-        for value, cid in session.execute(stmt, {"values": part}):
+        for value, cid in _in(session, sql, part, first=(kind,)):
             out.setdefault(value.lower() if kind == "email" else value, set()).add(cid)
+    return out
+
+
+def ids_by(session: Session, table: str, column: str, values: Iterable[str]) -> dict[str, int]:
+    """{value: id} of the rows of ``table`` whose ``column`` is one of ``values`` (e.g. purchases by ref)."""
+    out: dict[str, int] = {}
+    for part in unique_chunks(values):
+        out.update((v, i) for v, i in _in(session, f'SELECT "{column}", id FROM "{table}" WHERE "{column}" IN ({{marks}})',
+                                          part))
     return out
 
 
@@ -142,4 +155,4 @@ class Resolver:
                        _("Import the customers first (crm import customers)."))
 
 
-__all__ = ["by_code", "by_contact", "customer_key", "Resolver", "CustomerKey", "chunked"]
+__all__ = ["by_code", "by_contact", "ids_by", "unique_chunks", "customer_key", "Resolver", "CustomerKey", "chunked"]
