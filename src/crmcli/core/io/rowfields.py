@@ -21,6 +21,23 @@ from crmcli.errors import CrmError
 from crmcli.i18n import _
 
 
+_holders = 0
+
+
+def _hold_collector() -> None:
+    global _holders
+    if _holders == 0:
+        gc.freeze()
+    _holders += 1
+
+
+def _release_collector() -> None:
+    global _holders
+    _holders -= 1
+    if _holders == 0:
+        gc.unfreeze()
+
+
 class PlannedHandler:
     """The part of a record kind's handler that only knows the file's column plan."""
 
@@ -29,9 +46,10 @@ class PlannedHandler:
         # The objects alive now (modules, SQLAlchemy's and the validators' tables) stay alive for the whole
         # import: out of the collector's sight, its full collections no longer walk them again and again
         # (measured: ~20% of an import's CPU time at 30,000 customers). New garbage is still collected, and
-        # when the import is over (this handler is gone) everything is handed back to the collector.
-        gc.freeze()
-        weakref.finalize(self, gc.unfreeze)
+        # when the import is over (no handler left: a stepped import makes one per step) everything is handed
+        # back to the collector.
+        _hold_collector()
+        weakref.finalize(self, _release_collector)
 
     def column_of(self, field_name: str | None) -> str | None:
         """The file's header for a field (messages and --rejects name the column the user knows)."""
