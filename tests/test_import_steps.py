@@ -5,6 +5,7 @@ many steps; the same files imported in one transaction must give exactly the sam
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -177,17 +178,19 @@ def test_the_next_command_takes_back_an_import_whose_process_died(cli, tmp_path,
     def crash(session, run_id):  # noqa: ANN001
         raise SystemExit(137)  # as if killed: nothing takes the steps back
 
-    monkeypatch.setattr(rollback, "discard", crash)
-    monkeypatch.setattr(importer, "_finish_step", _dying_after(2, importer._finish_step))
-    assert cli("import", "customers", customers_csv(tmp_path / "c.csv"), "--as-of", "2024-06-30").exit_code == 137
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(rollback, "discard", crash)
+        m.setattr(importer, "_finish_step", _dying_after(2, importer._finish_step))
+        assert cli("import", "customers", customers_csv(tmp_path / "c.csv"), "--as-of", "2024-06-30").exit_code == 137
     assert one(cli.db, "SELECT status FROM import_run") == "running"
     assert one(cli.db, "SELECT COUNT(*) FROM customer") > 0
     # Still its process's (this one, alive): left alone.
     assert cli.ok("customer", "list").stderr == ""
     assert one(cli.db, "SELECT COUNT(*) FROM import_run") == 1
-    with __import__("sqlite3").connect(cli.db) as conn:
+    conn = sqlite3.connect(cli.db)  # under CRM_TEST_PG the test shim routes this to PostgreSQL
+    with conn:
         conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
+    conn.close()
     result = cli.ok("customer", "list")
     assert "Import #1 was interrupted (its process ended)" in result.stderr
     assert len(result.stdout.strip().splitlines()) == 1  # the header: no customer left
