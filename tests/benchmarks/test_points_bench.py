@@ -8,10 +8,10 @@ calls it (earn on every sale, settle every refund).
 Floor: stdlib sqlite3 executemany of the same number of ledger rows plus the same number of audit rows
 into the same store (what any implementation must at least write), in one transaction.
 
-Both are timed by wall clock and by CPU time of this process. The ceiling applies to the CPU ratio: on a machine
-whose two cores other work shares, wall times stretch with the load (the floor, a second long, most of all),
-while CPU time counts only the work done. The wall ratio is printed too (it also pays the hook's COMMIT, which
-the floor, rolled back, does not).
+Both are timed by wall clock and by CPU time of this process; the ceiling applies to the wall ratio, as it always
+has (it also pays the hook's COMMIT, which the floor, rolled back, does not). On a machine whose cores other work
+shares, wall times stretch with the load, the short floor's least; the CPU ratio, printed too, counts only the
+work done (it is lower: the old code measured 11.3x CPU in a run where it measured 21.2x wall).
 
 Run:  pytest tests/benchmarks/test_points_bench.py -m benchmark -s
 """
@@ -127,4 +127,4 @@ def test_purchase_hook_on_a_bulk_import(tmp_path: Path) -> None:
           f"in {hook:.2f} s wall, {hook_cpu:.2f} s CPU; floor (executemany of {written:,} ledger + audit rows) "
           f"{floor:.2f} s wall, {floor_cpu:.2f} s CPU; ratio {ratio:.1f}x wall, {ratio_cpu:.1f}x CPU")
     assert written >= sales * 0.9
-    assert ratio_cpu < 15
+    assert ratio < 15

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -155,14 +155,17 @@ class Rules:
     referral_referee: int = 0
     redemption_value: Decimal = Decimal("0.01")
 
+    @cached_property
+    def _by_category(self) -> dict[str, Decimal]:
+        folded: dict[str, Decimal] = {}
+        for name, value in self.category_multipliers.items():
+            folded.setdefault(name.casefold(), value)  # the first spelling wins, as it always has
+        return folded
+
     def category_multiplier(self, category: str | None) -> Decimal:
         if not category:
             return Decimal(1)
-        wanted = category.strip().casefold()
-        for name, value in self.category_multipliers.items():
-            if name.casefold() == wanted:
-                return value
-        return Decimal(1)
+        return self._by_category.get(category.strip().casefold(), Decimal(1))
 
     def level_multiplier(self, classification: dict[str, Any] | None) -> Decimal:
         """The tiers feature's own points_multiplier, else this store's map by level name, then by tier."""
