@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -77,14 +78,18 @@ def generate(path: Path, customers: int, purchases: int) -> None:
 
 
 def floor_seconds(path: Path) -> tuple[float, int]:
+    """Best of two runs of the floor query, both as SQLite plans it (the date index, then a temporary B-tree
+    for the GROUP BY) and over the covering index ix_purchase_class, which is several times faster: the floor
+    is the faster of the two, so that the commands cannot look fast against a slow plan."""
     conn = sqlite3.connect(path)
     try:
         window = ((AS_OF - timedelta(days=364)).isoformat(), AS_OF.isoformat())
         best, count = float("inf"), 0
-        for _ in range(2):
-            t = time.perf_counter()
-            count = len(conn.execute(FLOOR_SQL, window).fetchall())
-            best = min(best, time.perf_counter() - t)
+        for sql in (FLOOR_SQL, FLOOR_SQL.replace("FROM purchase", "FROM purchase INDEXED BY ix_purchase_class")):
+            for _ in range(2):
+                t = time.perf_counter()
+                count = len(conn.execute(sql, window).fetchall())
+                best = min(best, time.perf_counter() - t)
         return best, count
     finally:
         conn.close()
@@ -107,8 +112,15 @@ def test_tier_recompute_and_rfm_against_the_floor(tmp_path: Path) -> None:
     purchases = int(os.environ.get("CRM_BENCH_PURCHASES", str(5 * customers)))
     path = tmp_path / "bench.sqlite"
     t = time.perf_counter()
-    generate(path, customers, purchases)
-    print(f"\n  generated {customers:,} customers and {purchases:,} purchases in {time.perf_counter() - t:.1f} s")
+    reuse = os.environ.get("CRM_BENCH_STORE")
+    if reuse and Path(reuse).exists():  # a store generated earlier with the same sizes: copied, never changed
+        shutil.copyfile(reuse, path)
+        print(f"\n  copied {reuse} in {time.perf_counter() - t:.1f} s")
+    else:
+        generate(path, customers, purchases)
+        print(f"\n  generated {customers:,} customers and {purchases:,} purchases in {time.perf_counter() - t:.1f} s")
+        if reuse:
+            shutil.copyfile(path, reuse)
     as_of = AS_OF.isoformat()
     runs = [
         ("tier rfm (first scoring)", ["tier", "rfm", "--as-of", as_of]),
@@ -117,6 +129,8 @@ def test_tier_recompute_and_rfm_against_the_floor(tmp_path: Path) -> None:
         ("tier recompute (next day)", ["tier", "recompute", "--as-of", (AS_OF + timedelta(days=1)).isoformat()]),
         ("tier rfm (rescoring)", ["tier", "rfm", "--as-of", (AS_OF + timedelta(days=2)).isoformat()]),
     ]
+    subprocess.run([sys.executable, "-m", "crmcli", "--db", str(path), "tier", "rules"], stdout=subprocess.DEVNULL,
+                   check=True, timeout=3600)  # any pending migration runs here, not inside a timed command
     floor, groups = floor_seconds(path)
     print(f"  floor (raw GROUP BY customer over the window, stdlib sqlite3, {groups:,} groups): {floor:.2f} s")
     results = []

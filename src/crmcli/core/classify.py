@@ -138,15 +138,20 @@ def _window_stmt(as_of: date, days: int) -> Any:
             .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of).group_by(P.c.customer_id))
 
 
+DAY_BITS = 23  # an epoch day + DAY_OFFSET (0 = no date) in a packed integer: years -3700 to 9700
+DAY_OFFSET = 1 << 22
+
+
 def _history_stmt(as_of: date, windows: list[int]) -> Any:
     """recompute: per customer with a purchase up to as_of, in one pass: purchase days, first and last sale
     (epoch days), then sales and net spend for each window. Date conversions run once per customer."""
     sale = P.c.kind == "sale"
     sale_day = case((sale, P.c.purchased_on), else_=None)
     signed = case((sale, P.c.amount_minor), else_=-P.c.amount_minor)
-    cols: list[Any] = [P.c.customer_id, func.count(distinct(sale_day)),
-                       func.coalesce(epoch_days(func.min(sale_day)), NO_DATE),
-                       func.coalesce(epoch_days(func.max(sale_day)), NO_DATE)]
+    cols: list[Any] = [P.c.customer_id, _packed([
+        (func.coalesce(epoch_days(func.min(sale_day)) + DAY_OFFSET, 0), DAY_BITS),
+        (func.coalesce(epoch_days(func.max(sale_day)) + DAY_OFFSET, 0), DAY_BITS),
+        (func.count(distinct(sale_day)), 0)])]
     for days in windows:
         inside = P.c.purchased_on >= as_of - timedelta(days=days - 1)
         cols += [func.sum(case((and_(inside, sale), 1), else_=0)), func.sum(case((inside, signed), else_=0))]
@@ -163,11 +168,13 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool) 
     first = last = days = None
     if history:
         wanted = sorted(set(windows))
-        cols = _align(ids, int_rows(session, _history_stmt(as_of, wanted), 4 + 2 * len(wanted), indexed=True),
-                      [0, NO_DATE, NO_DATE] + [0, 0] * len(wanted))
-        days, first, last = cols[:3]
+        cols = _align(ids, int_rows(session, _history_stmt(as_of, wanted), 2 + 2 * len(wanted), indexed=True),
+                      [0] + [0, 0] * len(wanted))
+        first, last, days = _unpack(cols[0], [DAY_BITS, DAY_BITS, 0])
+        first = np.where(first > 0, first - DAY_OFFSET, NO_DATE)
+        last = np.where(last > 0, last - DAY_OFFSET, NO_DATE)
         for k, w in enumerate(wanted):
-            result[w] = (cols[3 + 2 * k], cols[4 + 2 * k])
+            result[w] = (cols[1 + 2 * k], cols[2 + 2 * k])
     else:
         (w,) = set(windows)
         orders, net, last = _align(ids, int_rows(session, _window_stmt(as_of, w), 4, indexed=True), [0, 0, NO_DATE])
@@ -199,21 +206,53 @@ def _code(column: Any, keys: Any, *, start: int = 0, none: int = -1, unknown: in
     return case((column.is_(None), none), *[(column == k, i + start) for i, k in enumerate(keys)], else_=unknown)
 
 
+def _packed(parts: list[tuple[Any, int]]) -> Any:
+    """Small non-negative integers packed into one SQL integer (``(expression, bits)``, lowest bits first):
+    fetching a Python object per value is what costs most when reading a million rows, not the SQL."""
+    total: Any = None
+    shift = 0
+    for expr, bits in parts:
+        term = expr * (1 << shift) if shift else expr
+        total = term if total is None else total + term
+        shift += bits
+    return total
+
+
+def _unpack(values: Any, bits: list[int]) -> list[Any]:
+    out, shift = [], 0
+    for b in bits:
+        out.append((values >> shift) & ((1 << b) - 1) if b else values >> shift)
+        shift += b
+    return out
+
+
+STORED_BITS = [2, 2, 3, 3, 3, 4, 3, 0]  # tier, computed tier, R, F, M, segment + 1, stage + 1, level + 1
+
+
 def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
-    """The stored classification of ``ids`` as integer codes (read in SQL: one row of integers per customer)."""
+    """The stored classification of ``ids`` as integer codes (read in SQL: one row of integers per customer,
+    the small codes packed into one integer)."""
     import numpy as np
 
     tier_code = case((CC.c.tier == "A", 3), (CC.c.tier == "B", 2), (CC.c.tier == "C", 1), else_=0)
     computed_code = case((CC.c.computed_tier == "A", 3), (CC.c.computed_tier == "B", 2),
                          (CC.c.computed_tier == "C", 1), else_=0)
-    stmt = select(CC.c.customer_id, literal(1), tier_code, computed_code, CC.c.net_minor, CC.c.orders,
-                  func.coalesce(CC.c.r_score, 0), func.coalesce(CC.c.f_score, 0), func.coalesce(CC.c.m_score, 0),
-                  _code(CC.c.segment, SEGMENT_KEYS), _code(CC.c.stage, STAGE_KEYS),
-                  _code(CC.c.level, level_names, start=1, none=0, unknown=-1),
+
+    def score(column: Any) -> Any:  # 1-5, 0 for none (and for anything else: it gets rewritten)
+        return case((column.between(1, 5), column), else_=0)
+
+    codes = _packed([(tier_code, 2), (computed_code, 2), (score(CC.c.r_score), 3), (score(CC.c.f_score), 3),
+                     (score(CC.c.m_score), 3), (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
+                     (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 3),
+                     (_code(CC.c.level, level_names, start=2, none=1, unknown=0), 0)])
+    stmt = select(CC.c.customer_id, codes, CC.c.net_minor, CC.c.orders,
                   func.coalesce(epoch_days(CC.c.level_since), NO_DATE), func.coalesce(CC.c.basis_minor, NONE_INT))
-    cols = _align(ids, int_rows(session, stmt, 14), [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, NO_DATE, NONE_INT])
-    found = cols[0].astype(bool)
-    return Stored(found, *cols[1:])
+    packed, net, orders, since, basis = _align(ids, int_rows(session, stmt, 6), [-1, 0, 0, NO_DATE, NONE_INT])
+    found = packed >= 0
+    tier, computed, r, f, m, seg, stage, level = _unpack(np.maximum(packed, 0), STORED_BITS)
+    # missing rows: tier/computed/scores 0, segment and stage -1, level 0 (none)
+    return Stored(found, tier, computed, net, orders, r, f, m, seg - 1, stage - 1,
+                  np.where(found, level - 1, 0), since, basis)
 
 
 def stored_level_names(session: Session, customer_ids: list[int]) -> dict[int, str]:
