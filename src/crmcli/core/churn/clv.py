@@ -37,14 +37,25 @@ def discounted_purchases(params: Params, x: Any, tx: Any, T: Any, *, months: int
     if months < 0:
         raise ValueError("months")
     (ux, uT), _w, inv = group_rows(x, T)
-    total = np.zeros(len(ux))
-    previous = np.zeros(len(ux))
+    total = discounted_bracket(params, ux, uT, months=months, discount=discount, period_days=period_days)
+    return p_alive(params, x, tx, T) * total[inv]
+
+
+def discounted_bracket(params: Params, x: Any, T: Any, *, months: int, discount: float, period_days: int) -> Any:
+    """Σ_i (B(t_i) - B(t_{i-1})) / (1+d)^i for (x, T) rows, B the bgnbd bracket (E[X(t)] of an alive
+    customer): the discounted expected purchases of a customer who is alive."""
+    import numpy as np
+
+    if months < 0:
+        raise ValueError("months")
+    total = np.zeros(len(x))
+    previous = np.zeros(len(x))
     step = month_in_periods(period_days)
     for i in range(1, months + 1):
-        current = _bracket(params, ux, uT, i * step)
+        current = _bracket(params, x, T, i * step)
         total += (current - previous) / (1.0 + discount) ** i
         previous = current
-    return p_alive(params, x, tx, T) * total[inv]
+    return total
 
 
 def clv(params: Params, x: Any, tx: Any, T: Any, order_value: Any, *, months: int, discount: float,

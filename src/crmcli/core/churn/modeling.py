@@ -220,9 +220,46 @@ class Scores:
     clv_minor: Any | None
 
 
+def _int_pairs(u: Any, v: Any) -> tuple[Any, Any, Any]:
+    """Distinct pairs of two non-negative integer arrays: (u values, v values, inverse index). A dense table
+    of the possible keys when that is small (no sort: x and T in days span a few hundred values each),
+    np.unique otherwise."""
+    import numpy as np
+
+    base = int(v.max()) + 1
+    key = u * base + v
+    size = int(key.max()) + 1
+    if size <= 4 * len(key) + 4096:
+        present = np.zeros(size, dtype=bool)
+        present[key] = True
+        ukey = np.flatnonzero(present)
+        slot = np.zeros(size, dtype=np.int64)
+        slot[ukey] = np.arange(len(ukey))
+        inverse = slot[key]
+    else:
+        ukey, inverse = np.unique(key, return_inverse=True)
+    return ukey // base, ukey % base, inverse.reshape(-1)
+
+
+def _p_alive_days(params: bgnbd.Params, x: Any, tx_days: Any, T_days: Any, period_days: int) -> Any:
+    """bgnbd.p_alive for whole-day recency and age: log(α + t) and log(b + x - 1) are looked up in tables of
+    the few hundred distinct days and counts instead of being computed for every customer (same values)."""
+    import numpy as np
+    from scipy.special import expit
+
+    days = np.arange(int(T_days.max()) + 1) / float(period_days)
+    log_at = np.log(params.alpha + days)
+    with np.errstate(divide="ignore"):
+        log_bx = np.log(np.maximum(params.b + np.arange(int(x.max()) + 1) - 1.0, 1e-300))
+    d = np.log(params.a) - log_bx[x] + (params.r + x) * (log_at[T_days] - log_at[tx_days])
+    return np.where(x > 0, expit(-d), 1.0)
+
+
 def compute_scores(s: Summary, fit: Any, *, horizon_days: int, clv_months: int, discount: float,
                    currency: str) -> Scores:
-    """The scores of every customer in the summary, vectorised (no loop over customers)."""
+    """The scores of every customer in the summary, vectorised (no loop over customers): P(alive) once per
+    customer, the hypergeometric brackets of E[X] and CLV once per distinct (x, T) (bgnbd and clv modules
+    give the same numbers customer by customer)."""
     import numpy as np
 
     from crmcli.core.churn import clv as clv_mod
@@ -230,8 +267,17 @@ def compute_scores(s: Summary, fit: Any, *, horizon_days: int, clv_months: int, 
 
     params = bg_params(fit)
     a = model_arrays(s, int(fit.period_days))
-    pa = bgnbd.p_alive(params, a.x, a.tx, a.T)
-    expected = bgnbd.conditional_expected_purchases(params, horizon_days / float(a.period_days), a.x, a.tx, a.T)
+    x_int = s.frequency
+    T_days = np.asarray(a.T_days, dtype=np.int64)
+    if len(x_int):
+        pa = _p_alive_days(params, x_int, np.asarray(a.tx_days, dtype=np.int64), T_days, a.period_days)
+        ux, uT, inv = _int_pairs(x_int, T_days)
+        ux, uT = ux.astype(np.float64), uT / float(a.period_days)
+    else:
+        pa = np.zeros(0)
+        ux = uT = np.zeros(0)
+        inv = np.zeros(0, dtype=np.int64)
+    expected = pa * bgnbd._bracket(params, ux, uT, horizon_days / float(a.period_days))[inv]
     monetary = s.monetary_minor()
     ggp = gg_params(fit)
     order_value = clv_minor = None
@@ -239,8 +285,9 @@ def compute_scores(s: Summary, fit: Any, *, horizon_days: int, clv_months: int, 
         scale = float(10 ** precision(currency))
         ov_major = gammagamma.expected_order_value(ggp, a.x, monetary / scale)
         order_value = np.round(ov_major * scale)
-        clv_minor = np.round(clv_mod.clv(params, a.x, a.tx, a.T, ov_major, months=clv_months, discount=discount,
-                                         period_days=a.period_days) * scale)
+        per_group = clv_mod.discounted_bracket(params, ux, uT, months=clv_months, discount=discount,
+                                               period_days=a.period_days)
+        clv_minor = np.round(ov_major * (pa * per_group[inv]) * scale)
     return Scores(s.ids, a.x, a.tx, a.T, monetary, pa, expected, order_value, clv_minor)
 
 
@@ -341,17 +388,26 @@ def _ints_or_none(values: Any, n: int) -> list[Any]:
 
 
 def write_scores(session: Session, sc: Scores) -> None:
-    """Replace churn_score with these rows: DELETE, then on SQLite multi-row INSERT ... VALUES statements of
-    as many rows as the driver allows bound parameters (about twice as fast as executemany, which steps and
-    resets one statement per row), the parameters one flat list of plain Python values."""
-    session.execute(delete(SCORE))
+    """Make churn_score hold exactly these rows.
+
+    On SQLite: multi-row ``INSERT ... VALUES ... ON CONFLICT DO UPDATE`` statements of as many rows as the
+    driver allows bound parameters (twice as fast as executemany, which steps and resets a statement per
+    row), the parameters one flat list of plain Python values; then the rows of customers no longer scored
+    are deleted (none, usually: a COUNT tells). Updating in place beats DELETE + INSERT by half: the foreign
+    key on customer_id turns SQLite's whole-table DELETE into a row-by-row one and is checked again for
+    every inserted row, but not for an update that leaves customer_id alone; and a row whose scores did not
+    change is not written at all (SQLite compares the new record with the old before touching the page)."""
+    import numpy as np
+
     n = len(sc.ids)
     if n == 0:
+        session.execute(delete(SCORE))
         return
     columns = [sc.ids.tolist(), sc.p_alive.tolist(), sc.expected.tolist(), _ints_or_none(sc.order_value_minor, n),
                _ints_or_none(sc.clv_minor, n)]
     conn = session.connection()
-    if conn.dialect.name != "sqlite":  # portable path (PostgreSQL...): Core executemany
+    if conn.dialect.name != "sqlite":  # portable path (PostgreSQL...): replace through Core executemany
+        session.execute(delete(SCORE))
         conn.execute(insert(SCORE), [dict(zip(SCORE_COLUMNS, row)) for row in zip(*columns)])
         return
     import sqlite3
@@ -364,17 +420,22 @@ def write_scores(session: Session, sc: Scores) -> None:
     limit = dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(dbapi, "getlimit") else 999
     per = max(1, min(limit // k, 5000))
     head = f"INSERT INTO churn_score ({', '.join(SCORE_COLUMNS)}) VALUES "
+    tail = " ON CONFLICT (customer_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS[1:])
     row = "(" + ", ".join("?" * k) + ")"
-    full = head + ", ".join([row] * per)
     cursor = dbapi.cursor()
     try:
+        full = head + ", ".join([row] * per) + tail
         step = per * k
         i = 0
         while i + step <= len(flat):
             cursor.execute(full, flat[i:i + step])
             i += step
         if i < len(flat):
-            cursor.execute(head + ", ".join([row] * ((len(flat) - i) // k)), flat[i:])
+            cursor.execute(head + ", ".join([row] * ((len(flat) - i) // k)) + tail, flat[i:])
+        if cursor.execute("SELECT COUNT(*) FROM churn_score").fetchone()[0] != n:
+            stored = np.fromiter((r[0] for r in cursor.execute("SELECT customer_id FROM churn_score")), dtype=np.int64)
+            stale = np.setdiff1d(stored, sc.ids)
+            cursor.executemany("DELETE FROM churn_score WHERE customer_id = ?", [(v,) for v in stale.tolist()])
     finally:
         cursor.close()
 

@@ -72,12 +72,13 @@ def deciles(values: Any) -> list[dict[str, Any]]:
 
 
 def clv_report(session: Session, ctx: StoreContext, *, since: date | None, until: date, top: int = 10) -> dict[str, Any]:
-    from crmcli.core.churn.modeling import SCORE
+    from crmcli.core.churn.modeling import SCORE, last_score_run
 
     hist = _historical(session, since, until)
+    run = last_score_run(session)  # as-of date, horizon and CLV months of the stored scores
     scores = {int(r.customer_id): r for r in session.execute(
         select(SCORE.c.customer_id, SCORE.c.clv_minor, SCORE.c.p_alive, SCORE.c.expected_purchases,
-               SCORE.c.order_value_minor, SCORE.c.as_of, SCORE.c.clv_months, SCORE.c.horizon_days)
+               SCORE.c.order_value_minor)
         .join(C, C.c.id == SCORE.c.customer_id).where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None)))}
     predicted = {cid: int(r.clv_minor) for cid, r in scores.items() if r.clv_minor is not None}
     first = next(iter(scores.values()), None)
@@ -97,9 +98,9 @@ def clv_report(session: Session, ctx: StoreContext, *, since: date | None, until
                      "expected_purchases": round(float(s.expected_purchases), 3) if s is not None else None,
                      "order_value": int(s.order_value_minor) if s is not None and s.order_value_minor is not None else None})
     return {"as_of": ctx.today, "since": since, "until": until, "currency": ctx.currency,
-            "scored_as_of": first.as_of if first is not None else None,
-            "clv_months": first.clv_months if first is not None and predicted else None,
-            "horizon_days": first.horizon_days if first is not None else None,
+            "scored_as_of": run["as_of"] if first is not None and run else None,
+            "clv_months": run["clv_months"] if first is not None and predicted and run else None,
+            "horizon_days": run["horizon_days"] if first is not None and run else None,
             "historical": _stats(list(hist.values())),
             "predicted": _stats(list(predicted.values())) if predicted else None,
             "distribution": {"historical": deciles(list(hist.values())),
@@ -109,7 +110,7 @@ def clv_report(session: Session, ctx: StoreContext, *, since: date | None, until
 
 def churn_report(session: Session, ctx: StoreContext) -> dict[str, Any]:
     from crmcli.core.churn import scan
-    from crmcli.core.churn.modeling import SCORE
+    from crmcli.core.churn.modeling import SCORE, last_score_run
     from crmcli.core.churn.rules import LEVELS
     from crmcli.core.reports.features import _tiers
 
@@ -139,15 +140,17 @@ def churn_report(session: Session, ctx: StoreContext) -> dict[str, Any]:
             entry["customers"] += 1
             entry["high"] += r["level"] == "high"
     score = session.execute(select(func.count(), func.avg(SCORE.c.p_alive), func.sum(SCORE.c.expected_purchases),
-                                   func.sum(SCORE.c.clv_minor), func.count(SCORE.c.clv_minor), func.max(SCORE.c.as_of),
-                                   func.max(SCORE.c.horizon_days), func.max(SCORE.c.clv_months))
+                                   func.sum(SCORE.c.clv_minor), func.count(SCORE.c.clv_minor))
                             .join(C, C.c.id == SCORE.c.customer_id)
                             .where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None))).one()
     scores = None
+    run = last_score_run(session) if score[0] else None  # as-of date, horizon and CLV months of the scores
     if score[0]:
-        scores = {"as_of": score[5], "customers": int(score[0]), "p_alive_mean": round(float(score[1]), 4),
-                  "expected_purchases": round(float(score[2]), 1), "horizon_days": score[6],
-                  "clv_total": int(score[3]) if score[4] else None, "clv_months": score[7] if score[4] else None}
+        scores = {"as_of": run["as_of"] if run else None, "customers": int(score[0]),
+                  "p_alive_mean": round(float(score[1]), 4), "expected_purchases": round(float(score[2]), 1),
+                  "horizon_days": run["horizon_days"] if run else None,
+                  "clv_total": int(score[3]) if score[4] else None,
+                  "clv_months": run["clv_months"] if score[4] and run else None}
     return {"as_of": ctx.today, "customers": n, "counts": counts,
             "shares": {k: (round(v * 100 / n, 1) if n else None) for k, v in counts.items()},
             "by_tier": [{"tier": t, **by_tier[t], "total": sum(by_tier[t].values())}
@@ -159,7 +162,7 @@ def churn_report(session: Session, ctx: StoreContext) -> dict[str, Any]:
 def dashboard_churn(session: Session) -> dict[str, Any] | None:
     """Risk counts of the last `crm churn scan` (saved, so the dashboard stays quick) and the saved CLV total."""
     from crmcli.core.churn import scan
-    from crmcli.core.churn.modeling import SCORE
+    from crmcli.core.churn.modeling import SCORE, last_score_run
     from crmcli.core.churn.rules import LEVELS
 
     run = scan.last_scan(session)
