@@ -104,13 +104,18 @@ def test_ctrl_c_stops_backfill_between_steps_and_says_what_was_kept(tmp_path: Pa
     db = shop(tmp_path / "shop.sqlite", customers=400, purchases=4000)
     proc = subprocess.Popen([PY, "-m", "crmcli", "--db", str(db), *BACKFILL], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=crm_env())
-    deadline = time.monotonic() + 120
-    while earned_sales(db) == 0:  # the first step has committed
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while earned_sales(db) == 0:  # the first step has committed
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "backfill committed nothing in 120 s"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, (f"backfill was not interrupted (exit {proc.returncode}); the store may be too "
                                     f"small for this machine\n{out}\n{err}")
     assert "Interrupted after earning" in err and "run `crm points backfill` again" in err, err
@@ -151,23 +156,28 @@ def test_backfill_does_not_keep_a_sale_or_a_redemption_waiting(tmp_path: Path) -
     also grow with the machine's load, which the lock has nothing to do with."""
     db = shop(tmp_path / "shop.sqlite", customers=3000, purchases=30000)
     crm_ok(db, "points", "earn", "C000001", "500", "--reason", "spendable before the backfill")
-    short = Workers(tmp_path)
-    short.start(db, [["purchase", "add", "C000002", "88.00", "--at", "2025-06-29 10:00", "--ref", "TILL-1"],
-                     ["points", "redeem", "C000001", "200", "--reason", "at the till"]])
-    for p in short.procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    long_op = subprocess.Popen([PY, "-m", "crmcli", "--db", str(db), *BACKFILL], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=crm_env())
-    begun = time.monotonic()
-    while earned_sales(db) == 0:  # its first step has committed
-        assert long_op.poll() is None, long_op.communicate()
-        assert time.monotonic() < begun + 120
-        time.sleep(0.005)
-    short.go_file.touch()
-    waits = lock_waits_while(long_op, db)
-    took = time.monotonic() - begun
-    out, err = long_op.communicate(timeout=600)
-    [results] = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in short.procs]
+    with Workers(tmp_path) as short:  # a failed test leaves no process behind
+        short.start(db, [["purchase", "add", "C000002", "88.00", "--at", "2025-06-29 10:00", "--ref", "TILL-1"],
+                         ["points", "redeem", "C000001", "200", "--reason", "at the till"]])
+        for p in short.procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        long_op = subprocess.Popen([PY, "-m", "crmcli", "--db", str(db), *BACKFILL], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=crm_env())
+        try:
+            begun = time.monotonic()
+            while earned_sales(db) == 0:  # its first step has committed
+                assert long_op.poll() is None, long_op.communicate()
+                assert time.monotonic() < begun + 120, "backfill committed nothing in 120 s"
+                time.sleep(0.005)
+            short.go_file.touch()
+            waits = lock_waits_while(long_op, db)
+            took = time.monotonic() - begun
+            out, err = long_op.communicate(timeout=600)
+        finally:
+            if long_op.poll() is None:
+                long_op.kill()
+                long_op.wait()
+        [results] = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in short.procs]
     assert long_op.returncode == 0, err
     for r in results:
         assert r["code"] == 0, r["stderr"]
