@@ -5,7 +5,9 @@
   reported (CLV then needs a successful spend fit).
 - ``score``: with the newest fit, for every customer with purchases as of the as-of date: P(alive),
   expected purchases in the horizon, expected order value and CLV, written in bulk to ``churn_score``
-  (the previous scores are replaced).
+  (the previous scores are replaced). ``prepare_scores`` computes on a read snapshot and ``save_scores``
+  writes, so the CLI holds the write lock only while the rows are stored (issue 10); likewise
+  ``fit_models(store=False)`` + ``store_fit`` for `crm churn fit`.
 - ``holdout``: fit on the purchases up to the calibration end and compare the predicted with the actual
   repeat purchase days after it, per calibration frequency (0, 1, ..., 7+) and in total.
 """
