@@ -1,14 +1,25 @@
 """Benchmark: `crm tier recompute` and `crm tier rfm` against a floor measured in the same run.
 
 Floor: the raw SQL aggregate GROUP BY customer (count, last date, net sum) over the 365-day window, executed
-with stdlib sqlite3 on the same store and fetched (best of two runs). The commands do more than the floor (they
-score, compare with the previous run and write one classification row per customer), so the aim is 2x the floor;
-measured on the 2-core CI machine on 2026-11-30 at 1M customers / 5M purchases: rfm 2.3x, first recompute 4.8x,
-later recomputes 2.3-2.6x. The test fails above CEILING (a regression), not above the aim.
+with stdlib sqlite3 on the same store and fetched (best of two runs, before and after the commands), the faster
+of SQLite's own plan (the date index plus a temporary B-tree) and the covering index ix_purchase_class (4-6x
+faster). The commands do more than the floor (the whole purchase history for recompute, a fresh interpreter
+and its imports, the stored classification, the writes), so the aim is 2x the floor. CPU seconds are printed
+too: they do not grow when other processes share the cores.
+
+Measured on the shared 2-core machine on 2026-11-30, load average 4-12 (four other engineers' test runs):
+1M customers / 5M purchases, floor 23.4 s: rfm 3.9x, first recompute 11.6x, same as-of 5.7x, next day 4.6x,
+rfm rescoring 1.8x; a second 1M run, where the load fell during the run (floor 26.0 s before, 5.9 s after),
+gave 15.1x / 38.7x / 14.9x / 12.4x / 3.1x. 200k / 1M, floor 2.75 s (0.58 s CPU): rfm 10.0x (CPU 8.7x), first
+recompute 16.4x (16.1x), same as-of 10.5x (11.7x), next day 10.1x (11.9x), rfm rescoring 7.8x (8.8x); the
+earlier "2.3x" figures were measured against SQLite's own (slow) plan for the floor. The aim is not met; the
+test fails above CEILING (a regression guard), not above the aim.
 
 Run:  pytest tests/benchmarks/test_tier_bench.py -m benchmark -s
 Size: CRM_BENCH_CUSTOMERS (default 1,000,000) customers and CRM_BENCH_PURCHASES (default 5 x customers)
 purchases, generated with a fixed seed straight into a migrated store (stdlib sqlite3 bulk inserts).
+CRM_BENCH_STORE=PATH: copy the store from PATH if it exists (generated earlier with the same sizes), else
+generate it and keep a copy there (generating 1M / 5M takes about 10 minutes on this machine).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +41,7 @@ AS_OF = date(2025, 6, 30)
 DAYS = 730  # purchases spread over two years: half of them fall in the 365-day window
 SEED = 20250630
 AIM = 2.0
-CEILING = 6.0
+CEILING = 15.0  # against the covering-index floor (a regression guard, not the aim)
 
 FLOOR_SQL = ("SELECT customer_id, COUNT(*), MAX(purchased_on), "
              "SUM(CASE WHEN kind = 'sale' THEN amount_minor ELSE -amount_minor END) "
@@ -77,33 +89,47 @@ def generate(path: Path, customers: int, purchases: int) -> None:
     conn.close()
 
 
-def floor_seconds(path: Path) -> tuple[float, int]:
-    """Best of two runs of the floor query, both as SQLite plans it (the date index, then a temporary B-tree
-    for the GROUP BY) and over the covering index ix_purchase_class, which is several times faster: the floor
-    is the faster of the two, so that the commands cannot look fast against a slow plan."""
+CPU: dict[Any, float] = {}  # CPU seconds (user + system): True -> the floor as planned, False -> indexed
+
+
+def floor_seconds(path: Path) -> tuple[float, float, int]:
+    """Best of two runs of the floor query (seconds as SQLite plans it, seconds over the covering index,
+    groups). As planned, SQLite takes the date index and sorts every row of the window in a temporary B-tree
+    for the GROUP BY; over the covering index ix_purchase_class the same aggregate is several times faster.
+    The floor is the faster of the two, so that the commands cannot look fast against a slow plan."""
     conn = sqlite3.connect(path)
     try:
         window = ((AS_OF - timedelta(days=364)).isoformat(), AS_OF.isoformat())
-        best, count = float("inf"), 0
+        out, count = [], 0
         for sql in (FLOOR_SQL, FLOOR_SQL.replace("FROM purchase", "FROM purchase INDEXED BY ix_purchase_class")):
+            best = best_cpu = float("inf")
             for _ in range(2):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 count = len(conn.execute(sql, window).fetchall())
                 best = min(best, time.perf_counter() - t)
-        return best, count
+                best_cpu = min(best_cpu, time.process_time() - c)
+            out.append(best)
+            CPU[sql is FLOOR_SQL] = min(CPU.get(sql is FLOOR_SQL, float("inf")), best_cpu)
+        return out[0], out[1], count
     finally:
         conn.close()
 
 
-def crm_seconds(path: Path, *args: str) -> float:
+def crm_seconds(path: Path, *args: str) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of one command in a fresh interpreter."""
+    import resource
+
     env = {**os.environ, "CRM_LANG": "en"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "crmcli", "--db", str(path), *args], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, env=env, timeout=3600)
     elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     assert proc.returncode == 0, proc.stderr[-2000:]
     print(f"    crm {' '.join(args)}: {proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else ''}")
-    return elapsed
+    return elapsed, cpu
 
 
 @pytest.mark.benchmark
@@ -131,19 +157,27 @@ def test_tier_recompute_and_rfm_against_the_floor(tmp_path: Path) -> None:
     ]
     subprocess.run([sys.executable, "-m", "crmcli", "--db", str(path), "tier", "rules"], stdout=subprocess.DEVNULL,
                    check=True, timeout=3600)  # any pending migration runs here, not inside a timed command
-    floor, groups = floor_seconds(path)
-    print(f"  floor (raw GROUP BY customer over the window, stdlib sqlite3, {groups:,} groups): {floor:.2f} s")
-    results = []
+    plain, indexed, groups = floor_seconds(path)
+    print(f"  floor (raw GROUP BY customer over the window, stdlib sqlite3, {groups:,} groups): "
+          f"{plain:.2f} s as planned, {indexed:.2f} s over the covering index")
+    results, cpu_results = [], []
     for label, args in runs:
-        seconds = crm_seconds(path, *args)
-        results.append((label, seconds, seconds / floor))
-    floor_after, _ = floor_seconds(path)  # the same query again, after the commands warmed the cache
-    floor = min(floor, floor_after)
-    print(f"  floor, best of both measurements: {floor:.2f} s")
-    for label, seconds, _ratio in results:
-        print(f"  {label:36s} {seconds:7.2f} s   {seconds / floor:5.2f} x floor")
-    above_aim = [label for label, seconds, _r in results if seconds / floor > AIM]
+        wall, cpu = crm_seconds(path, *args)
+        results.append((label, wall))
+        cpu_results.append((label, cpu))
+    plain_after, indexed_after, _ = floor_seconds(path)  # again, after the commands warmed the cache
+    plain, indexed = min(plain, plain_after), min(indexed, indexed_after)
+    floor = min(plain, indexed)
+    print(f"  floor, best of both measurements: {floor:.2f} s (as planned: {plain:.2f} s)")
+    for label, seconds in results:
+        print(f"  {label:36s} {seconds:7.2f} s   {seconds / floor:5.2f} x floor   {seconds / plain:5.2f} x planned floor")
+    # CPU time does not grow when other processes share the cores; I/O waits (fsync) are not in it
+    cpu_floor = min(CPU[True], CPU[False])
+    print(f"  CPU seconds: floor {cpu_floor:.2f} s")
+    for label, cpu in cpu_results:
+        print(f"  {label:36s} {cpu:7.2f} s CPU   {cpu / cpu_floor:5.2f} x floor CPU")
+    above_aim = [label for label, seconds in results if seconds / floor > AIM]
     if above_aim:
         print(f"  above the {AIM}x aim: {', '.join(above_aim)}")
-    over = [(label, round(seconds / floor, 2)) for label, seconds, _r in results if seconds / floor > CEILING]
+    over = [(label, round(seconds / floor, 2)) for label, seconds in results if seconds / floor > CEILING]
     assert not over, f"slower than {CEILING}x the floor: {over}"
