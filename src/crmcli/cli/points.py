@@ -266,11 +266,12 @@ def expire(as_of: AsOfOpt = None, dry_run: DryRunOpt = False, fmt: FormatOpt = N
     from crmcli.cli.output import Column, Units, emit
     from crmcli.core.points import expiry
 
-    with _write(dry_run) as session:
+    store = state().store()
+    with store.read() as session:
         ctx = store_context(session, as_of)
-        done = expiry.expire(session, ctx.today)
-        ids = sorted({r["customer_id"] for r in done})
-        people = _people(session, ids)
+    # Found in a read transaction; the write lock is held only while the debits are written.
+    done, people = expiry.expire_in_store(store, ctx.today, dry_run=dry_run, people=_people)
+    ids = sorted({r["customer_id"] for r in done})
     rows = [{"code": people[r["customer_id"]].code, "name": people[r["customer_id"]].name, "lot": r["id"],
              "points": r["points"], "expired_on": r["expires_on"]} for r in done]
     total = sum(r["points"] for r in rows)

@@ -8,50 +8,147 @@ are never spendable (balances and redemptions only count lots that are alive on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select
 from sqlmodel import Session
 
+from crmcli.core import audit
+from crmcli.core.clock import utcnow
 from crmcli.core.context import StoreContext
 from crmcli.core.money import precision
 from crmcli.core.points import ledger
 from crmcli.core.points import rules as rules_mod
-from crmcli.core.points.ledger import L, _used, chunks
+from crmcli.core.points.ledger import A, L, _used, chunks
+from crmcli.store.bulk import insert_rows
 from crmcli.store.models import Customer
+
+if TYPE_CHECKING:
+    from crmcli.store.engine import Store
 
 C = Customer.__table__
 
 
 def overdue(session: Session, as_of: date, *, customer_id: int | None = None,
             customer_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """Lots with points left whose last valid day is before ``as_of`` (of everyone, one or some customers)."""
-    used = _used()
-    stmt = (select(L.c.id, L.c.customer_id, L.c.expires_on, (L.c.points - used).label("points"))
-            .where(L.c.points > 0, L.c.expires_on < as_of, L.c.points - used > 0).order_by(L.c.expires_on, L.c.id))
+    """Lots with points left whose last valid day is before ``as_of`` (of everyone, one or some customers),
+    soonest expiry first (per few hundred customers when some are given): [{id, customer_id, expires_on,
+    points}]."""
     if customer_id is not None:
         customer_ids = [customer_id]
     if customer_ids is None:
-        return [dict(r) for r in session.execute(stmt).mappings()]
+        return _overdue_rows(session, _overdue_stmt(as_of))
     found: list[dict[str, Any]] = []
     for part in chunks(sorted(set(customer_ids))):
-        found.extend(dict(r) for r in session.execute(stmt.where(L.c.customer_id.in_(list(part)))).mappings())
+        found.extend(_overdue_rows(session, _overdue_stmt(as_of, list(part))))
     return found
+
+
+def _overdue_stmt(as_of: date, customer_ids: list[int] | None = None) -> Any:
+    """One aggregate: the due lots' points minus what their allocations took, with the lots' total use
+    summed once per lot (a LEFT JOIN of the grouped allocations, not a correlated sum per lot and per
+    condition)."""
+    due = select(L.c.id, L.c.customer_id, L.c.expires_on, L.c.points).where(L.c.points > 0, L.c.expires_on < as_of)
+    if customer_ids is not None:
+        due = due.where(L.c.customer_id.in_(customer_ids))
+    due = due.subquery("due")
+    used = (select(A.c.lot_id, func.sum(A.c.points).label("used")).where(A.c.lot_id.in_(select(due.c.id)))
+            .group_by(A.c.lot_id).subquery("used"))
+    left = due.c.points - func.coalesce(used.c.used, 0)
+    return (select(due.c.id, due.c.customer_id, due.c.expires_on, left.label("points"))
+            .select_from(due.outerjoin(used, used.c.lot_id == due.c.id))
+            .where(left > 0).order_by(due.c.expires_on, due.c.id))
+
+
+def _overdue_rows(session: Session, stmt: Any) -> list[dict[str, Any]]:
+    return [{"id": int(i), "customer_id": int(c), "expires_on": d, "points": int(n)}
+            for i, c, d, n in session.execute(stmt)]
+
+
+def fingerprint(session: Session) -> tuple[Any, ...]:
+    """What expiry depends on: the ledger's and the allocations' newest ids and row counts. Rows are only
+    ever added (or removed whole by `crm import undo`), so an unchanged fingerprint means the same overdue
+    lots with the same points left."""
+    ledger_mark = session.execute(select(func.max(L.c.id), func.count())).one()
+    alloc_mark = session.execute(select(func.max(A.c.id), func.count()).select_from(A)).one()
+    return (*ledger_mark, *alloc_mark)
 
 
 def expire(session: Session, as_of: date, *, customer_id: int | None = None,
            customer_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """Expire every overdue lot (of everyone, one or some customers); returns what was expired."""
+    """Expire every overdue lot (of everyone, one or some customers) in the caller's write transaction;
+    returns what was expired."""
     found = overdue(session, as_of, customer_id=customer_id, customer_ids=customer_ids)
-    for part in chunks(found, 1000):
-        rows = [{"customer_id": r["customer_id"], "kind": "expire", "points": -int(r["points"]),
-                 "effective_on": r["expires_on"] + timedelta(days=1), "ref_id": r["id"], "key": f"expire:{r['id']}"}
-                for r in part]
-        ledger.append(session, rows, allocations=[[(r["id"], int(r["points"]))] for r in part])
+    write(session, found)
     return found
+
+
+def write(session: Session, found: Sequence[dict[str, Any]]) -> None:
+    """The ``expire`` debits of ``found`` (overdue rows), each taking all that is left of its lot, with their
+    allocations and audit rows: three tuple executemany calls and one range query, whatever their number."""
+    if not found:
+        return
+    now = utcnow()
+    who = audit.actor()
+    columns = ("customer_id", "kind", "points", "debt", "effective_on", "created_at", "ref_id", "actor", "key")
+    day_after: dict[date, date] = {}
+    rows = []
+    for r in found:
+        day = r["expires_on"]
+        effective = day_after.get(day) or day_after.setdefault(day, day + timedelta(days=1))
+        rows.append((r["customer_id"], "expire", -r["points"], 0, effective, now, r["id"], who, f"expire:{r['id']}"))
+    ids = ledger.insert_keyed(session, columns, rows, key_index=8)
+    insert_rows(session, A, ("debit_id", "lot_id", "points"),
+                [(debit_id, r["id"], r["points"]) for debit_id, r in zip(ids, found)])
+    audit.record_many(session, [
+        {"entity": "points_ledger", "entity_id": debit_id, "customer_id": r["customer_id"], "action": "expire",
+         "after": {"kind": "expire", "points": -r["points"], "debt": 0, "effective_on": row[4], "expires_on": None,
+                   "spendable_on": None, "purchase_id": None, "ref_id": r["id"], "reason": None, "key": row[8],
+                   "lots": {str(r["id"]): r["points"]}}}
+        for debit_id, r, row in zip(ids, found, rows)])
+
+
+#: How many times expire_in_store computes again outside the lock when the ledger changed meanwhile, before
+#: it computes under the lock (a store so busy that the ledger changes during every computation).
+ATTEMPTS = 3
+
+
+def expire_in_store(store: Store, as_of: date, *, dry_run: bool = False,
+                    people: Callable[[Session, list[int]], dict[int, Any]] | None = None
+                    ) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    """Expire every overdue lot as one all-or-nothing transaction that holds the write lock only to write.
+
+    The overdue lots are found in a read transaction (other commands keep writing meanwhile); the write
+    transaction then checks under the lock that the ledger is as it was read (``fingerprint``) and writes
+    the debits, else computes again. Returns the expired rows and ``people(session, customer ids)`` (read
+    with them, for the report).
+    """
+    found: list[dict[str, Any]] = []
+    extra: dict[int, Any] = {}
+
+    def compute(session: Session) -> None:
+        nonlocal found, extra
+        found = overdue(session, as_of)
+        extra = people(session, sorted({r["customer_id"] for r in found})) if people else {}
+
+    for _attempt in range(ATTEMPTS):
+        with store.read() as session:
+            mark = fingerprint(session)
+            compute(session)
+        if dry_run or not found:
+            return found, extra
+        with store.write() as session:
+            session.connection()  # BEGIN IMMEDIATE: take the lock before comparing
+            if fingerprint(session) == mark:
+                write(session, found)
+                return found, extra
+    with store.write() as session:
+        compute(session)
+        write(session, found)
+    return found, extra
 
 
 def expiring(session: Session, ctx: StoreContext, within_days: int) -> list[dict[str, Any]]:

@@ -174,16 +174,22 @@ def append(session: Session, rows: list[dict[str, Any]], *, allocations: list[li
 
 
 def _insert_keyed(session: Session, full: list[dict[str, Any]]) -> list[int]:
-    """Insert several ledger rows with one tuple executemany; their new ids, in the rows' order.
+    return insert_keyed(session, _COLUMNS, [tuple(row[c] for c in _COLUMNS) for row in full],
+                        key_index=_COLUMNS.index("key"))
 
-    Every bulk row has its own unique key, which maps the new ids back to the rows. The store's write lock is
-    held, so the rows above the highest id before the insert are this transaction's own: one range query
-    finds them (a key lookup covers any id a database handed out below that mark).
+
+def insert_keyed(session: Session, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], *,
+                 key_index: int) -> list[int]:
+    """Insert several ledger rows (tuples of ``columns``) with one executemany; their new ids, in order.
+
+    Every bulk row has its own unique key (``row[key_index]``), which maps the new ids back to the rows. The
+    store's write lock is held, so the rows above the highest id before the insert are this transaction's
+    own: one range query finds them (a key lookup covers any id a database handed out below that mark).
     """
-    keys = [row["key"] for row in full]
+    keys = [row[key_index] for row in rows]
     assert None not in keys and len(set(keys)) == len(keys), "bulk ledger rows need unique keys"
     mark = int(session.execute(select(func.coalesce(func.max(L.c.id), 0))).scalar_one())
-    insert_rows(session, L, _COLUMNS, [tuple(row[c] for c in _COLUMNS) for row in full])
+    insert_rows(session, L, columns, rows)
     by_key = {key: int(i) for i, key in session.execute(select(L.c.id, L.c.key).where(L.c.id > mark))}
     missing = [key for key in keys if key not in by_key]
     for part in chunks(missing):
