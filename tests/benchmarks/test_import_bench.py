@@ -20,6 +20,7 @@ Measured 2026-11-30 (2 shared cores, load average 4-15; ratios wall / CPU):
   customers 1,000,000 (full size, commit bf96cb3): floor 56.3 s CPU, crm 272.9 s CPU -> 0.32x / 0.21x, 146 MB;
   customers   100,000 (commit 907c58c): floor 4.4 s CPU, crm 25.2 s CPU -> 0.18x / 0.18x, 123 MB;
   purchases   500,000 (same run): floor 46.6 s CPU, crm 104.4 s CPU -> 0.37x / 0.45x, 88 MB.
+  repeat at 100,000 / 500,000: customers 0.18x / 0.16x (125 MB), purchases 0.44x / 0.34x (80 MB).
   The full-size purchases run (5,000,000) was not completed (stopped: too slow on the shared machine).
 """
 
