@@ -8,6 +8,8 @@ are never spendable (balances and redemptions only count lots that are alive on 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +87,8 @@ class Plan:
     """The overdue lots and, computed before the write lock is taken, their audit payloads."""
 
     found: list[dict[str, Any]]
-    payloads: list[tuple[str, str, str]] = field(default_factory=list)  # (after JSON, salt, digest) per row
+    # Per row: (after JSON, salt, digest, the end of its chain-hash body after the entity id).
+    payloads: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def plan(session: Session, as_of: date, *, customer_id: int | None = None,
@@ -95,7 +98,9 @@ def plan(session: Session, as_of: date, *, customer_id: int | None = None,
     for r in found:
         after = audit.dumps(_after(r))
         salt = secrets.token_hex(16)
-        payloads.append((after, salt, audit.payload_digest(salt, None, after)))
+        digest = audit.payload_digest(salt, None, after)
+        tail = json.dumps([r["customer_id"], "expire", "sha256:" + digest], ensure_ascii=False)[1:]
+        payloads.append((after, salt, digest, tail))
     return Plan(found, payloads)
 
 
@@ -157,15 +162,22 @@ def _write(session: Session, todo: Plan) -> None:
                                      "action": "expire", "after": _after(r)} for debit_id, r in zip(ids, found)])
         return
     # audit.record_many's rows, with the payloads (their JSON, salts and digests) computed before the lock.
+    # The chain-hash body of a row is a JSON list that starts with the same four values in every row and
+    # ends with values known before the lock: only the entity id is put in between here.
     command = current_command.get()
     prev = audit.head(session)[1]
+    head = json.dumps([now.isoformat(), who, command, "points_ledger"], ensure_ascii=False)[:-1] + ", "
     trail = []
-    for debit_id, r, (after, salt, digest) in zip(ids, found, todo.payloads, strict=True):
-        link = audit.chain_hash(prev, at=now, actor=who, command=command, entity="points_ledger", entity_id=debit_id,
-                                customer_id=r["customer_id"], action="expire", digest=digest)
+    for debit_id, r, (after, salt, digest, tail) in zip(ids, found, todo.payloads, strict=True):
+        link = hashlib.sha256(f"{prev}{head}{debit_id}, {tail}".encode()).hexdigest()
         trail.append((now, who, command, "points_ledger", debit_id, r["customer_id"], "expire", None, after, salt,
                       digest, prev, link))
         prev = link
+    first = trail[0]
+    # The same hash as audit.chain_hash, or the trail would not verify: checked on the first row.
+    assert first[-1] == audit.chain_hash(first[-2], at=now, actor=who, command=command, entity="points_ledger",
+                                         entity_id=first[4], customer_id=first[5], action="expire",
+                                         digest=first[10]), "audit.chain_hash changed its body"
     insert_rows(session, AuditEntry.__table__, _AUDIT_COLUMNS, trail)
 
 
