@@ -19,8 +19,9 @@ def add_rows(db: Path, start: int, n: int) -> None:
     """n more sales (each with a ref, product and note) and n interactions, for 100 customers."""
     conn = sqlite3.connect(db)
     with conn:
-        conn.executemany("INSERT OR IGNORE INTO customer (id, code, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                         ((i, f"C{i:06d}", f"Customer {i}", STAMP, STAMP) for i in range(1, 101)))
+        if start == 1:  # the customers once (plain SQL that PostgreSQL, under CRM_TEST_PG, runs too)
+            conn.executemany("INSERT INTO customer (id, code, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                             ((i, f"C{i:06d}", f"Customer {i}", STAMP, STAMP) for i in range(1, 101)))
         conn.executemany(
             "INSERT INTO purchase (id, customer_id, kind, amount_minor, purchased_at, purchased_on, product, quantity, "
             "ref, note, created_at) VALUES (?, ?, 'sale', ?, ?, '2025-01-01', '拿铁 large', 1, ?, ?, ?)",

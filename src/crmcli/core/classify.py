@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, distinct, func, insert, literal, select, update
+from sqlalchemy import BigInteger, Integer, and_, case, cast, distinct, func, insert, literal, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
@@ -212,7 +212,8 @@ def _packed(parts: list[tuple[Any, int]]) -> Any:
     total: Any = None
     shift = 0
     for expr, bits in parts:
-        term = expr * (1 << shift) if shift else expr
+        # 64-bit arithmetic: PostgreSQL computes int4 * int4 in 32 bits and stops with "integer out of range".
+        term = cast(expr, BigInteger) * (1 << shift) if shift else cast(expr, BigInteger)
         total = term if total is None else total + term
         shift += bits
     return total
