@@ -405,6 +405,19 @@ def warm_start(objective_of: Any, n: int, starts_of: Any, names: tuple[str, ...]
         return None
 
 
+def minimize_warm_or_cold(objective: Any, sample_objective_of: Any, n: int, sample_starts_of: Any, starts: Any,
+                          names: tuple[str, ...], model: str, *, exhaustive: bool) -> tuple[Any, Any, int]:
+    """The full data's optimum: from the sample's optimum (warm_start) when there is one and it leads to a proper
+    optimum, else from the usual starts (every start when ``exhaustive``)."""
+    warm = warm_start(sample_objective_of, n, sample_starts_of, names, model)
+    if warm is not None:
+        try:
+            return minimize_checked(objective, [warm[0]], names, model, exhaustive=False, hess_inv0=warm[1])
+        except FitError:
+            pass
+    return minimize_checked(objective, starts() if callable(starts) else starts, names, model, exhaustive=exhaustive)
+
+
 def fit(x: Any, tx: Any, T: Any, *, compressed: Compressed | None = None) -> FitResult:
     """Maximum-likelihood BG/NBD parameters for the customers' (x, t_x, T)."""
     import numpy as np
@@ -417,17 +430,10 @@ def fit(x: Any, tx: Any, T: Any, *, compressed: Compressed | None = None) -> Fit
     lk = _Likelihood(d)
     # Small data: every start, keep the best. Large data: the first proper optimum (each start costs ~1 s),
     # searched from the optimum of a sample of the customers (see warm_start).
-    warm = warm_start(lambda sub: _Likelihood(compress(x[sub], tx[sub], T[sub])).objective,
-                      len(x), lambda sub: _starts(compress(x[sub], tx[sub], T[sub])), PARAM_NAMES, "BG/NBD")
-    if warm is not None:
-        try:
-            theta, H, nit = minimize_checked(lk.objective, [warm[0]], PARAM_NAMES, "BG/NBD", exhaustive=False,
-                                             hess_inv0=warm[1])
-        except FitError:
-            warm = None
-    if warm is None:
-        theta, H, nit = minimize_checked(lk.objective, _starts(d), PARAM_NAMES, "BG/NBD",
-                                         exhaustive=len(d.w) < 50_000)
+    theta, H, nit = minimize_warm_or_cold(
+        lk.objective, lambda sub: _Likelihood(compress(x[sub], tx[sub], T[sub])).objective, len(x),
+        lambda sub: _starts(compress(x[sub], tx[sub], T[sub])), lambda: _starts(d), PARAM_NAMES, "BG/NBD",
+        exhaustive=len(d.w) < 50_000)
     r, alpha, a, b = (float(v) for v in np.exp(theta))
     params = Params(r, alpha, a, b)
     ll = lk.value_grad(theta)[0]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmcli.core.churn.bgnbd import BLAS_THREADED, MIN_CUSTOMERS, FitError, dot, minimize_checked, warm_start
+from crmcli.core.churn.bgnbd import BLAS_THREADED, MIN_CUSTOMERS, FitError, dot, minimize_warm_or_cold
 from crmcli.i18n import _
 
 PARAM_NAMES = ("p", "q", "gamma")
@@ -149,16 +149,9 @@ def fit(x: Any, m: Any) -> FitResult:
     starts = [np.log([2.0, 3.0, 2.0 * g0 / 2.0]), np.log([1.0, 2.0, g0]), np.log([6.0, 4.0, 0.5 * g0]),
               np.log([0.5, 5.0, 8.0 * g0])]
     # Large data: from the optimum of a sample of the repeat buyers (bgnbd.warm_start), else from the starts.
-    warm = warm_start(lambda sub: _Likelihood(x[sub], ms[sub], np.ones(len(sub))).objective, n,
-                      lambda sub: starts, PARAM_NAMES, "Gamma-Gamma")
-    if warm is not None:
-        try:
-            theta, H, nit = minimize_checked(lk.objective, [warm[0]], PARAM_NAMES, "Gamma-Gamma", exhaustive=False,
-                                             hess_inv0=warm[1])
-        except FitError:
-            warm = None
-    if warm is None:
-        theta, H, nit = minimize_checked(lk.objective, starts, PARAM_NAMES, "Gamma-Gamma", exhaustive=n < 50_000)
+    theta, H, nit = minimize_warm_or_cold(
+        lk.objective, lambda sub: _Likelihood(x[sub], ms[sub], np.ones(len(sub))).objective, n, lambda sub: starts,
+        starts, PARAM_NAMES, "Gamma-Gamma", exhaustive=n < 50_000)
     p, q, g = (float(v) for v in np.exp(theta))
     ll_scaled = lk.value_grad(theta)[0]
     ll = float(ll_scaled - n * np.log(scale))  # densities of m, not of m / scale
