@@ -284,3 +284,17 @@ def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
         update(1)
     source.text.close()
     assert "Importing" in fake.getvalue()
+
+
+def test_backslashes_quotes_and_line_breaks_import_unchanged(cli, tmp_path):
+    """The bulk path writes these characters as they are (on PostgreSQL it is COPY, whose text format gives
+    backslash, tab, newline and a literal \\N their own meaning)."""
+    notes = ['C:\\shop\\new\\Nov', '\\N', 'likes "oat" milk\nand tea', 'tab\there', '王芳 😀 \\ end']
+    rows = "".join(f'Guest {i},"{n.replace(chr(34), chr(34) * 2)}",{city}\n'
+                   for i, (n, city) in enumerate(zip(notes, ["\\N", "", "上海", "a\\tb", "x"])))
+    data = imported(cli, "customers", write(tmp_path / "odd.csv", "name,notes,city\n" + rows))
+    assert (data["created"], data["rejected"]) == (5, 0)
+    stored = query(cli.db, "SELECT name, notes, city FROM customer ORDER BY id")
+    assert stored == [(f"Guest {i}", n, c or None) for i, (n, c) in
+                      enumerate(zip(notes, ["\\N", "", "上海", "a\\tb", "x"]))]
+    assert cli.json("customer", "show", "Guest 0")["customer"]["notes"] == 'C:\\shop\\new\\Nov'

@@ -48,6 +48,11 @@ REASON_COLUMN = "import_error"
 STEP_SECONDS = 1.0  # a stepped import commits about this often
 HAND_OVER_SECONDS = 0.005  # and pauses this long: writers waiting for the lock retry every few ms (store/engine.py)
 MIN_BATCH = 50
+# PostgreSQL: the tables an import of each kind writes, and the rows after which their statistics are first
+# refreshed (then each time the import has doubled; see store/postgres.refresh_statistics).
+WRITES = {"customers": ["customer", "contact_point", "customer_tag", "consent", "preference"],
+          "purchases": ["purchase", "points_ledger"], "interactions": ["interaction"]}
+FIRST_ANALYZE_ROWS = 200
 FIRST_STEP_BATCH = 250  # until the first batch has shown how fast this file's rows are written
 
 
@@ -247,6 +252,7 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
         step_started = time.monotonic()
         size = min(options.batch_size, FIRST_STEP_BATCH) if stepped else options.batch_size
         batch: list[tuple[Row, Any]] = []
+        analyze_at = FIRST_ANALYZE_ROWS if session.get_bind().dialect.name == "postgresql" else None
 
         def reject(row: Row, error: RowError) -> None:
             result.rejected += 1
@@ -268,7 +274,7 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
             return session
 
         def flush() -> None:
-            nonlocal session, size
+            nonlocal session, size, analyze_at
             if not batch:
                 return
             if session is None:
@@ -285,6 +291,12 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
                 per_row = (time.monotonic() - began) / len(batch)
                 size = max(MIN_BATCH, min(options.batch_size, int(limit / 2 / per_row) if per_row else size))
             batch.clear()
+            if analyze_at is not None and result.created + result.updated >= analyze_at:
+                from crmcli.store.postgres import refresh_statistics
+
+                assert session is not None
+                refresh_statistics(session.connection(), WRITES[options.kind])
+                analyze_at = 2 * (result.created + result.updated)
             if progress is not None:
                 progress(result.read)
             if time.monotonic() - step_started >= limit:
