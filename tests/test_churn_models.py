@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from crm_helpers import fails
+from crm_helpers import cli, fails, fast_cli, template_store  # noqa: F401 - fixtures (a copied store, one command tree)
 
 # Published CDNOW estimates: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way", section 5.
 CDNOW = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -178,18 +178,26 @@ def test_fitting_in_days_or_weeks_gives_the_same_model(tmp_path: Any) -> None:
 
 # ------------------------------------------------------------------------------------ degenerate data
 
-def _buy(cli: Any, who: str, day: date, amount: str = "20") -> None:
-    cli.ok("purchase", "add", who, amount, "--at", day.isoformat(), "--as-of", day.isoformat())
+def _shop(store: Any, *histories: list[tuple[date, str]]) -> list[str]:
+    """Customers "Person 0", "Person 1", ... each with their (day, amount) sales, written in one transaction
+    through the functions behind `crm customer add` and `crm purchase add` (a hundred CLI runs would take a
+    minute); returns their codes. The commands under test (`crm churn fit/score`) still run through the CLI."""
+    from crmcli.core import customers, purchases
+    from crmcli.core.context import StoreContext
+
+    codes = []
+    with store.write() as session:
+        ctx = StoreContext.load(session, as_of=date(2025, 6, 30))
+        for i, sales in enumerate(histories):
+            c = customers.add_customer(session, customers.CustomerInput(name=f"Person {i}"), ctx)
+            for day, amount in sales:
+                purchases.add_purchase(session, c, purchases.PurchaseInput(amount=amount, at=day.isoformat()), ctx)
+            codes.append(c.code)
+    return codes
 
 
-def _customers(cli: Any, n: int) -> list[str]:
-    return [cli.ok("customer", "add", f"Person {i}").stdout.strip() for i in range(n)]
-
-
-def test_fit_with_one_customer_is_a_clear_error_and_changes_nothing(cli: Any, unchanged: Any) -> None:
-    (code,) = _customers(cli, 1)
-    _buy(cli, code, date(2025, 1, 1))
-    _buy(cli, code, date(2025, 2, 1))
+def test_fit_with_one_customer_is_a_clear_error_and_changes_nothing(cli: Any, store: Any, unchanged: Any) -> None:
+    _shop(store, [(date(2025, 1, 1), "20"), (date(2025, 2, 1), "20")])
     check = unchanged()
     fails(cli, 1, "churn", "fit", "--as-of", "2025-06-30", says=("at least 10 customers", "the data have 1"))
     check()
@@ -199,31 +207,24 @@ def test_fit_without_any_purchase_is_a_clear_error(cli: Any) -> None:
     fails(cli, 1, "churn", "fit", "--as-of", "2025-06-30", says=("No customer has a purchase",))
 
 
-def test_fit_when_nobody_repeats_is_a_clear_error(cli: Any, unchanged: Any) -> None:
-    codes = _customers(cli, 12)
-    for i, code in enumerate(codes):
-        _buy(cli, code, date(2025, 1, 1) + timedelta(days=i))
+def test_fit_when_nobody_repeats_is_a_clear_error(cli: Any, store: Any, unchanged: Any) -> None:
+    _shop(store, *[[(date(2025, 1, 1) + timedelta(days=i), "20")] for i in range(12)])
     check = unchanged()
     fails(cli, 1, "churn", "fit", "--as-of", "2025-06-30", says=("Nobody made a repeat purchase",))
     check()
 
 
-def test_fit_when_everybody_buys_on_the_same_day_is_a_clear_error(cli: Any) -> None:
-    codes = _customers(cli, 12)
-    for code in codes:
-        _buy(cli, code, date(2025, 3, 1))
-        _buy(cli, code, date(2025, 3, 1), "5")  # a second sale the same day: still one purchase
+def test_fit_when_everybody_buys_on_the_same_day_is_a_clear_error(cli: Any, store: Any) -> None:
+    # a second sale the same day: still one purchase
+    _shop(store, *[[(date(2025, 3, 1), "20"), (date(2025, 3, 1), "5")] for _ in range(12)])
     fails(cli, 1, "churn", "fit", "--as-of", "2025-03-01", says=("first purchase on the last day",))
     fails(cli, 1, "churn", "fit", "--as-of", "2025-06-01", says=("Nobody made a repeat purchase",))
 
 
-def test_everybody_repeating_in_lockstep_does_not_crash(cli: Any) -> None:
+def test_everybody_repeating_in_lockstep_does_not_crash(cli: Any, store: Any) -> None:
     """Every customer buys on the same two days: the likelihood has no interior maximum. The fit must end
     with a clear error or finite parameters, never a traceback."""
-    codes = _customers(cli, 12)
-    for code in codes:
-        _buy(cli, code, date(2025, 1, 1))
-        _buy(cli, code, date(2025, 2, 1))
+    _shop(store, *[[(date(2025, 1, 1), "20"), (date(2025, 2, 1), "20")] for _ in range(12)])
     result = cli("churn", "fit", "--as-of", "2025-06-30", "--format", "json")
     assert "Traceback" not in result.stdout + result.stderr
     if result.exit_code:
@@ -256,28 +257,28 @@ def test_gamma_gamma_refuses_identical_spend_and_infinite_mean() -> None:
         assert res.params.q > 1
 
 
-def test_a_failed_spend_fit_keeps_the_bgnbd_fit_and_says_why(cli: Any, db_path: Any) -> None:
+def test_a_failed_spend_fit_keeps_the_bgnbd_fit_and_says_why(cli: Any, store: Any, db_path: Any) -> None:
     """Every order costs the same: BG/NBD still fits; Gamma-Gamma cannot, which is reported; scores have no
     CLV (and say so)."""
     from crm_helpers import one
 
-    codes = _customers(cli, 30)
     start = date(2025, 1, 1)
-    for i, code in enumerate(codes):
-        _buy(cli, code, start + timedelta(days=i % 7))
-        for k in range(i % 4):
-            _buy(cli, code, start + timedelta(days=20 + 17 * k + i % 5))
+    _shop(store, *[[(start + timedelta(days=i % 7), "20")]
+                   + [(start + timedelta(days=20 + 17 * k + i % 5), "20") for k in range(i % 4)] for i in range(30)])
     result = cli("churn", "fit", "--as-of", "2025-06-30", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert "Gamma-Gamma spend model was not fitted" in result.stderr
+    assert "exactly the same average amount" in result.stderr  # the reason, from gammagamma.fit
     import json
 
     rec = json.loads(result.stdout)
-    assert rec["p"] is None and rec["gamma"] is None and rec["gg_error"]
-    assert one(db_path, "SELECT COUNT(*) FROM churn_fit WHERE p IS NULL") == 1
+    assert rec["p"] is None and rec["gamma"] is None and "exactly the same average" in rec["gg_error"]
+    assert all(math.isfinite(rec[k]) and rec[k] > 0 for k in ("r", "alpha", "a", "b"))  # the BG/NBD fit is kept
+    assert rec["n_customers"] == 30 and rec["log_likelihood"] < 0
+    assert one(db_path, "SELECT COUNT(*) FROM churn_fit WHERE p IS NULL AND r IS NOT NULL") == 1
     scored = cli("churn", "score", "--as-of", "2025-06-30")
     assert scored.exit_code == 0 and "no expected order values or CLV" in scored.stderr, scored.stderr + scored.stdout
-    assert one(db_path, "SELECT COUNT(*) FROM churn_score WHERE clv_minor IS NULL") == 30
+    assert one(db_path, "SELECT COUNT(*) FROM churn_score WHERE clv_minor IS NULL AND p_alive > 0") == 30
 
 
 def test_a_collapsed_dropout_distribution_still_gives_finite_expectations() -> None:
