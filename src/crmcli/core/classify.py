@@ -70,6 +70,11 @@ PURCHASE_INDEX = "ix_purchase_class"
 def int_rows(session: Session, stmt: Any, width: int, *, indexed: bool = False) -> Any:
     """Execute ``stmt`` (integer columns, no NULLs) and return an (n, width) int64 numpy array.
 
+    On SQLite each column comes back as one text, ``group_concat`` of its values, parsed by numpy in C: a
+    million-row result fetched as tuples costs a Python object per value, several times the SQL's own work
+    (about 0.7 s per million single-integer rows here, against 0.2 s this way). A count of the rows checks
+    that no value was NULL (``group_concat`` skips NULLs). Other databases: the driver's tuples.
+
     ``indexed``: on SQLite, read ``purchase`` through its covering index (INDEXED BY). SQLAlchemy's SQLite
     compiler drops table hints, so the statement is rendered with literal values (dates, numbers and fixed
     words only, never user text) and the hint is put into the FROM clause."""
@@ -77,13 +82,29 @@ def int_rows(session: Session, stmt: Any, width: int, *, indexed: bool = False) 
     from itertools import chain
 
     conn = session.connection()
-    if indexed and conn.dialect.name == "sqlite":
-        sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        sql, found = re.subn(r"\bFROM purchase\b", f"FROM purchase INDEXED BY {PURCHASE_INDEX}", sql, count=1)
-        assert found == 1, sql
-        result = conn.exec_driver_sql(sql)
-    else:
-        result = session.execute(stmt)
+    if conn.dialect.name == "sqlite":
+        sub = stmt.subquery("q")
+        columns = list(sub.c)
+        assert len(columns) == width, (len(columns), width)
+        wrapper = select(func.count(), *[func.group_concat(c) for c in columns])
+        if indexed:
+            sql = str(wrapper.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            sql, found = re.subn(r"\bFROM purchase\b", f"FROM purchase INDEXED BY {PURCHASE_INDEX}", sql, count=1)
+            assert found == 1, sql
+            row = conn.exec_driver_sql(sql).fetchone()
+        else:
+            row = conn.execute(wrapper).fetchone()
+        n = int(row[0])
+        if n == 0:
+            return np.zeros((0, width), dtype=np.int64)
+        out = np.empty((n, width), dtype=np.int64)
+        for k, text in enumerate(row[1:]):
+            values = np.fromstring(text or "", dtype=np.int64, sep=",")
+            if len(values) != n:
+                raise AssertionError(f"column {k} of {stmt} has NULLs or non-integers")
+            out[:, k] = values
+        return out
+    result = session.execute(stmt)
     raw = result.cursor.fetchall()  # the driver's tuples: no per-row SQLAlchemy processing
     result.close()
     if not raw:
