@@ -354,3 +354,45 @@ def test_warm_start_reaches_the_same_optimum_as_the_cold_fit(monkeypatch: Any) -
     for name in gammagamma.PARAM_NAMES:
         assert getattr(warm_gg.params, name) == pytest.approx(getattr(cold_gg.params, name), rel=1e-5)
     assert warm_bg.log_likelihood == pytest.approx(cold_bg.log_likelihood, abs=1e-6)
+
+
+def test_write_scores_stores_every_value_and_null_across_statement_batches(cli: Any, store: Any,
+                                                                           monkeypatch: Any) -> None:
+    """Rows go in by batches of ROWS_PER_STATEMENT (made 7 here: 23 customers = 3 full batches and a short one);
+    every value lands in its own row and column, non-finite CLVs and order values are NULL, a spend model
+    without parameters gives NULL columns, and a second write replaces the first (fewer customers: the
+    others' rows go)."""
+    import numpy as np
+    from crm_helpers import query
+
+    from crmcli.core.churn import modeling
+
+    monkeypatch.setattr(modeling, "ROWS_PER_STATEMENT", 7)
+    codes = _shop(store, *[[(date(2025, 1, 1), "20")] for _ in range(23)])
+    ids = np.array(sorted(r[0] for r in query(cli.db, "SELECT id FROM customer")), dtype=np.int64)
+    assert len(ids) == len(codes) == 23
+    n = len(ids)
+    p_alive = np.linspace(0.01, 0.99, n)
+    expected = np.arange(n) / 8.0
+    order_value = np.arange(n) * 100.0 + 5
+    clv = np.arange(n) * 1000.0 + 7
+    clv[[0, 6, 7, 13, 22]] = np.nan  # at the ends of batches, across a boundary, in the short last batch
+    order_value[[7, 21]] = np.inf
+
+    def scores(sel: Any, ov: Any, cv: Any) -> Any:
+        return modeling.Scores(ids[sel], None, None, None, None, p_alive[sel], expected[sel], ov, cv)
+
+    with store.write() as session:
+        modeling.write_scores(session, scores(slice(None), order_value, clv))
+    rows = query(cli.db, "SELECT customer_id, p_alive, expected_purchases, order_value_minor, clv_minor FROM churn_score "
+                         "ORDER BY customer_id")
+    assert [r[0] for r in rows] == ids.tolist()
+    assert [r[1] for r in rows] == p_alive.tolist() and [r[2] for r in rows] == expected.tolist()
+    assert [r[3] for r in rows] == [None if i in (7, 21) else i * 100 + 5 for i in range(n)]
+    assert [r[4] for r in rows] == [None if i in (0, 6, 7, 13, 22) else i * 1000 + 7 for i in range(n)]
+
+    keep = np.arange(n) % 3 != 1  # a third of the customers are no longer scored
+    with store.write() as session:
+        modeling.write_scores(session, scores(keep, None, None))
+    rows = query(cli.db, "SELECT customer_id, p_alive, order_value_minor, clv_minor FROM churn_score ORDER BY customer_id")
+    assert rows == [(int(i), float(p), None, None) for i, p in zip(ids[keep], p_alive[keep])]
