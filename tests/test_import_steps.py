@@ -233,3 +233,115 @@ def test_a_record_used_meanwhile_is_kept_and_named(cli, tmp_path, steps, monkeyp
     kept = [r for r in audit_rows(cli.db) if r["action"] == "import-kept"]
     assert [(r["entity"], r["entity_id"]) for r in kept] == [("customer", 1)]
     cli.ok("db", "check")
+
+
+# ------------------------------------------------------------------ upserts: changed customers are put back
+def regulars(cli) -> None:
+    """Two existing customers with every part an upsert can change."""
+    cli.ok("customer", "add", "Ann", "--phone", "+8613600000001", "--email", "ann@example.com", "--tag", "old",
+           "--consent", "sms=no", "--pref", "size=M", "--city", "北京", "--notes", "first visit", "--as-of", "2024-01-02")
+    cli.ok("customer", "add", "Bob", "--phone", "+8613600000002", "--wechat", "bob88", "--birthday", "1980-02-29",
+           "--as-of", "2024-01-02")
+
+
+def upsert_csv(path: Path, *, last: str | None = None) -> str:
+    """New customers, with the two regulars changed in the first and in a later step."""
+    lines = ["name,phone,email,tags,city,notes,consent_sms,preferences"]
+    lines.append("Ann Lee,+8613600000001,ann.work@example.com,vip,上海,moved,yes,size=L;drink=tea")
+    lines += [f"Kunde {i},+86139{i:08d},k{i}@example.com,import,上海,,," for i in range(1, CUSTOMERS + 1)]
+    lines.append("Bob,+8613600000002,bob@example.com,vip,广州,,,")
+    if last is not None:
+        lines.append(last)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_a_failed_stepped_upsert_puts_the_customers_it_changed_back(cli, tmp_path, steps, unchanged):
+    regulars(cli)
+    check = unchanged()
+    result = cli("import", "customers", upsert_csv(tmp_path / "u.csv", last="Broken,not-a-phone,,,,,,"),
+                 "--mode", "upsert", "--as-of", "2024-06-30")
+    assert result.exit_code == 5 and "not-a-phone" in result.stderr
+    assert len(steps) > 5  # both regulars were changed in committed steps, then put back
+    check()
+
+
+def test_a_stepped_upsert_gives_the_same_store_as_one_transaction(cli, tmp_path, steps, monkeypatch):
+    regulars(cli)
+    other = tmp_path / "one.sqlite"
+    pg_support.copy_store(cli.db, other)
+    path = upsert_csv(tmp_path / "u.csv")
+    data = imported(cli, "customers", path, "--mode", "upsert")
+    assert (data["created"], data["updated"], data["rejected"]) == (CUSTOMERS, 2, 0)
+    assert len(steps) > 5
+    assert one(cli.db, "SELECT COUNT(*) FROM import_before") == 0  # the images went with the last step
+    monkeypatch.setenv("CRM_IMPORT_STEP_SECONDS", "3600")
+    assert imported(Cli(other), "customers", path, "--mode", "upsert")["updated"] == 2
+    for table, columns in (("customer", "id, code, name, city, notes, import_id"),
+                           ("contact_point", "customer_id, kind, value, label, position"),
+                           ("customer_tag", "customer_id, tag"), ("consent", "customer_id, channel, granted"),
+                           ("preference", "customer_id, key, value")):
+        assert table_rows(cli.db, table, columns) == table_rows(other, table, columns), table
+    ann = cli.json("customer", "show", "+8613600000001")
+    assert (ann["customer"]["name"], ann["customer"]["city"]) == ("Ann Lee", "上海")
+    edits = [r for r in audit_rows(cli.db, "edit") if r["entity_id"] in (1, 2)]
+    assert [(r["entity_id"], r["after"].get("city")) for r in edits] == [(1, "上海"), (2, "广州")]
+    cli.ok("db", "check")
+
+
+def test_an_upsert_whose_process_died_is_put_back_by_the_next_command(cli, tmp_path, steps, unchanged,
+                                                                       monkeypatch):
+    regulars(cli)
+    check = unchanged()
+
+    def crash(session, run_id):  # noqa: ANN001
+        raise SystemExit(137)
+
+    with monkeypatch.context() as m:
+        m.setattr(rollback, "discard", crash)
+        m.setattr(importer, "_finish_step", _dying_after(3, importer._finish_step))
+        assert cli("import", "customers", upsert_csv(tmp_path / "u.csv"), "--mode", "upsert",
+                   "--as-of", "2024-06-30").exit_code == 137
+    assert one(cli.db, "SELECT city FROM customer WHERE id = 1") == "上海"  # committed, not yet taken back
+    assert one(cli.db, "SELECT COUNT(*) FROM import_before") == 1
+    conn = sqlite3.connect(cli.db)
+    with conn:
+        conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
+    conn.close()
+    result = cli.ok("customer", "list")
+    assert "1 customers it had changed were put back as they were" in result.stderr
+    check()
+
+
+def test_a_customer_changed_meanwhile_by_another_command_is_kept(cli, tmp_path, steps, monkeypatch):
+    """Putting Ann back would undo another command's tag too: she is kept (with the import's change and the
+    other command's), named in the trail; the new customers go."""
+    regulars(cli)
+    original = importer._finish_step
+    calls = []
+
+    def meanwhile(session, result):  # noqa: ANN001
+        original(session, result)
+        calls.append(1)
+        if len(calls) == 2:  # as another crm command would, with its own audit row
+            from crmcli.core import audit
+            from crmcli.core.customers import get, tag_customer
+
+            token = audit.spool.set(None)
+            try:
+                tag_customer(session, get(session, 1), ["called"], [])
+            finally:
+                audit.spool.reset(token)
+
+    monkeypatch.setattr(importer, "_finish_step", meanwhile)
+    path = upsert_csv(tmp_path / "u.csv", last="Broken,not-a-phone,,,,,,")
+    assert cli("import", "customers", path, "--mode", "upsert", "--as-of", "2024-06-30").exit_code == 5
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 2
+    assert query(cli.db, "SELECT name, city FROM customer ORDER BY id") == [("Ann Lee", "上海"), ("Bob", None)]
+    assert sorted(r[0] for r in query(cli.db, "SELECT tag FROM customer_tag WHERE customer_id = 1")) == \
+        ["called", "old", "vip"]
+    assert query(cli.db, "SELECT status FROM import_run") == [("failed",)]
+    kept = [r for r in audit_rows(cli.db) if r["action"] == "import-kept"]
+    assert [(r["entity"], r["entity_id"]) for r in kept] == [("customer", 1)]
+    assert one(cli.db, "SELECT COUNT(*) FROM import_before") == 0
+    cli.ok("db", "check")

@@ -62,7 +62,8 @@ def _take_back_interrupted_imports(store: "Store") -> None:
         return
     for d in taken:
         warn(_("Import #{id} was interrupted (its process ended); its {n} records were taken back.").format(
-            id=d.run_id, n=d.removed) + (" " + _("{n} records that other commands had already used were kept; see "
+            id=d.run_id, n=d.removed) + (" " + _("{n} customers it had changed were put back as they were.").format(
+                n=d.restored) if d.restored else "") + (" " + _("{n} records that other commands had already used were kept; see "
                                               "`crm import history`.").format(n=len(d.kept)) if d.kept else ""))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 from crmcli.store.models import ContactPoint
@@ -35,8 +35,18 @@ class ImportRun(SQLModel, table=True):
     owner: str | None = None  # "host:pid:start" of the process while the import runs (migration m0011)
 
 
+class ImportBefore(SQLModel, table=True):
+    """An existing customer as it was before a running upsert import changed it (migration m0012)."""
+
+    __tablename__ = "import_before"
+    import_id: int = Field(sa_column=Column(Integer, ForeignKey("import_run.id"), primary_key=True))
+    customer_id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    audit_floor: int
+    image: str = Field(sa_column=Column(Text, nullable=False))
+
+
 # Mirror of the case-insensitive (COLLATE NOCASE) contact index created by m0008; the reflection used by the
 # schema test reports its columns as (kind, value).
 Index("ix_contact_point_kind_value_nocase", ContactPoint.__table__.c.kind, ContactPoint.__table__.c.value)
 
-__all__ = ["ImportRun"]
+__all__ = ["ImportBefore", "ImportRun"]

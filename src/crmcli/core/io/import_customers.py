@@ -1,6 +1,7 @@
 """Importing customers: validation with the same parsers as `crm customer add`, matching (--match code,email,
 phone), duplicates within the file and against the store, bulk inserts for new customers and audited edits
-(core.customers.edit_customer, one savepoint per row) for updates."""
+(core.customers.edit_customer, one savepoint per row) for updates, each after the customer's before-image
+(core/io/before_images.py), so a failed stepped import can put it back."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from crmcli.core.customers import (C, CP, TAG, CustomerEdit, CustomerInput, _sca
                                    edit_customer, get, parse_consent, resolve, parse_pref, parse_tag, tag_customer,
                                    unique_ignoring_case)
 from crmcli.core.dates import _DMY, parse_date
-from crmcli.core.io import lookups
+from crmcli.core.io import before_images, lookups
 from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
 from crmcli.core.io.rowfields import PlannedHandler
@@ -270,6 +271,8 @@ class CustomerHandler(PlannedHandler):
         try:
             with self.session.begin_nested():  # a rejected update leaves nothing half-done
                 customer = get(self.session, customer_id)
+                if customer.import_id != self.run_id:  # one this import created goes with the import anyway
+                    before_images.keep(self.session, self.run_id, customer_id)
                 changed = edit_customer(self.session, customer, change, self.ctx,
                                         allow_duplicate=self.options.allow_duplicate)
                 tagged = False

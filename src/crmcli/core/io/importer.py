@@ -7,12 +7,13 @@ thousand lines further down is caught), because every batch is written before th
 
 How the writes are committed (``run``):
 
-* an import that only adds records (``--mode create``, every purchase and interaction import) commits in
-  steps of about a second (STEP_SECONDS), so other crm commands get the write lock in between instead of
-  waiting for the whole file (issue #10). It is still all-or-nothing: a rejected row (without --partial),
-  an error or Ctrl-C takes the committed steps back (core/io/rollback.py), and an import whose process died
-  is taken back by the next crm command; audit entries are written with the last step;
-* upsert/update imports and ``--dry-run`` run in one transaction, rolled back by the database itself;
+* an import commits in steps of about a second (STEP_SECONDS), so other crm commands get the write lock in
+  between instead of waiting for the whole file (issue #10). It is still all-or-nothing: a rejected row
+  (without --partial), an error or Ctrl-C takes the committed steps back (core/io/rollback.py: the records
+  it created are removed, the customers an upsert changed are put back from their before-images,
+  core/io/before_images.py), and an import whose process died is taken back by the next crm command; audit
+  entries are written with the last step;
+* ``--dry-run`` runs in one transaction, rolled back by the database itself;
 * ``--partial``: the good rows are committed, rejected rows are reported, exit 5 if any.
 """
 
@@ -218,13 +219,13 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
         result: Result | None = None) -> Result:
     """Import ``rows``; returns the counts (committed or not).
 
-    An import that only adds records (``--mode create``, the default, and every purchase or interaction
-    import) commits in steps of about a second, so other writers get the lock in between instead of waiting
-    for the whole file (issue #10). It stays all-or-nothing: its rows carry its ``import_id``, its run row
-    says ``running`` and names its process, and its audit entries are spooled and written with the last step.
-    When it fails (a rejected row without --partial, an error, Ctrl-C) the committed steps are removed again
-    (core/io/rollback.py); when its process dies, the next crm command removes them. Updates (upsert/update
-    modes) and dry runs keep one transaction, which the database rolls back by itself.
+    An import commits in steps of about a second, so other writers get the lock in between instead of
+    waiting for the whole file (issue #10). It stays all-or-nothing: its new rows carry its ``import_id``,
+    customers it changes leave a before-image, its run row says ``running`` and names its process, and its
+    audit entries are spooled and written with the last step. When it fails (a rejected row without
+    --partial, an error, Ctrl-C) the committed steps are taken back (core/io/rollback.py); when its process
+    dies, the next crm command takes them back. A dry run keeps one transaction, which the database rolls
+    back by itself.
     """
     result = result or Result(kind=options.kind, source=options.source, mode=options.mode)
     result.dry_run = options.dry_run
@@ -232,7 +233,7 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
         from crmcli.core.purchases import warm_purchase_hooks
 
         warm_purchase_hooks()
-    stepped = not options.dry_run and options.mode == "create"
+    stepped = not options.dry_run
     limit = step_seconds() if stepped else float("inf")
     spool = _AuditSpool() if stepped else None
     token = audit.spool.set(spool)
@@ -335,6 +336,10 @@ def run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterato
         audit.record(session, entity="import", entity_id=result.run_id, action="import",
                      after={"kind": options.kind, "source": options.source, "mode": options.mode,
                             **result.counts()})
+        if options.mode != "create":
+            from crmcli.core.io import before_images
+
+            before_images.forget(session, result.run_id)
         last_audit = session.execute(select(func.max(audit.AuditEntry.__table__.c.id))).scalar()
         session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
             finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,

@@ -3,7 +3,8 @@
 A stepped import (core/io/importer.py) commits its rows in steps, each row carrying its ``import_id``, and
 writes its audit entries only with its last step. Until then its ``import_run`` row says ``running`` and names
 its process (``owner``). ``discard`` removes everything such a run wrote — its records with their own parts,
-the points its purchases earned — and the run row itself, so the store is as it was before the import.
+the points its purchases earned — puts back the customers an upsert changed (core/io/before_images.py), and
+removes the run row itself, so the store is as it was before the import.
 
 Between two steps other crm commands may already have used a record of the running import (a purchase for a
 customer imported a second earlier, points earned by an imported sale redeemed). Such a record is kept,
@@ -25,6 +26,7 @@ from sqlmodel import Session
 from crmcli.core import audit
 from crmcli.core.clock import utcnow
 from crmcli.core.customers import C, CP, TAG, chunked
+from crmcli.core.io import before_images
 from crmcli.store.models import Consent, Interaction, Preference, Purchase
 from crmcli.store.models_imports import ImportRun
 
@@ -43,6 +45,7 @@ class Discarded:
     run_id: int
     kind: str
     removed: int = 0
+    restored: int = 0  # existing customers an upsert had changed, put back as they were
     kept: list[int] = field(default_factory=list)
 
 
@@ -104,7 +107,9 @@ def discard(session: Session, run_id: int) -> Discarded:
     ids = [r[0] for r in session.execute(select(table.c.id).where(table.c.import_id == run_id))]
     out = Discarded(run_id, run.kind)
     if run.kind == "customers":
-        kept = _referenced(session, ids, "customer", OWN | DERIVED, run_id)
+        restored, changed_meanwhile = before_images.put_back(session, run_id)  # an upsert's updates
+        out.restored = len(restored)
+        kept = _referenced(session, ids, "customer", OWN | DERIVED, run_id) | set(changed_meanwhile)
         gone = [i for i in ids if i not in kept]
         _delete_where(session, gone, [(t, c) for t, c in _references(session, "customer") if t in DERIVED])
         for child in (CP, TAG, Consent.__table__, Preference.__table__):
