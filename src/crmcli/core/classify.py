@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, distinct, func, insert, literal, select, update
+from sqlalchemy import BigInteger, Integer, and_, case, cast, distinct, func, insert, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
@@ -149,18 +149,21 @@ def live_ids(session: Session) -> Any:
     return int_rows(session, stmt, 1)[:, 0]
 
 
-def _window_stmt(as_of: date, days: int) -> Any:
-    """rfm: per customer with a purchase in the window: sales, net spend, last sale (epoch day)."""
-    sale = P.c.kind == "sale"
-    start = as_of - timedelta(days=days - 1)
-    return (select(P.c.customer_id, func.sum(case((sale, 1), else_=0)),
-                   func.sum(case((sale, P.c.amount_minor), else_=-P.c.amount_minor)),
-                   func.coalesce(epoch_days(func.max(case((sale, P.c.purchased_on), else_=None))), NO_DATE))
-            .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of).group_by(P.c.customer_id))
-
-
 DAY_BITS = 23  # an epoch day + DAY_OFFSET (0 = no date) in a packed integer: years -3700 to 9700
 DAY_OFFSET = 1 << 22
+
+
+def _window_stmt(as_of: date, days: int) -> Any:
+    """rfm: per customer with a purchase in the window: last sale (epoch day + DAY_OFFSET, 0 if none) and
+    number of sales packed into one integer, net spend."""
+    sale = P.c.kind == "sale"
+    start = as_of - timedelta(days=days - 1)
+    return (select(P.c.customer_id,
+                   _packed([(func.coalesce(epoch_days(func.max(case((sale, P.c.purchased_on), else_=None)))
+                                           + DAY_OFFSET, 0), DAY_BITS),
+                            (func.sum(case((sale, 1), else_=0)), 0)]),
+                   func.sum(case((sale, P.c.amount_minor), else_=-P.c.amount_minor)))
+            .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of).group_by(P.c.customer_id))
 
 
 def _history_stmt(as_of: date, windows: list[int]) -> Any:
@@ -198,7 +201,9 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool) 
             result[w] = (cols[1 + 2 * k], cols[2 + 2 * k])
     else:
         (w,) = set(windows)
-        orders, net, last = _align(ids, int_rows(session, _window_stmt(as_of, w), 4, indexed=True), [0, 0, NO_DATE])
+        packed, net = _align(ids, int_rows(session, _window_stmt(as_of, w), 3, indexed=True), [0, 0])
+        last, orders = _unpack(packed, [DAY_BITS, 0])
+        last = np.where(last > 0, last - DAY_OFFSET, NO_DATE)
         result[w] = (orders, net)
     return Facts(ids=ids if len(ids) else np.zeros(0, dtype=np.int64), windows=result, first=first, last=last,
                  days=days)
@@ -248,12 +253,14 @@ def _unpack(values: Any, bits: list[int]) -> list[Any]:
     return out
 
 
-STORED_BITS = [2, 2, 3, 3, 3, 4, 3, 0]  # tier, computed tier, R, F, M, segment + 1, stage + 1, level + 1
+STORED_BITS = [2, 2, 3, 3, 3, 4, 3, 1, DAY_BITS, 0]
+# tier, computed tier, R, F, M, segment + 1, stage + 1, basis is NULL, level_since (epoch day + DAY_OFFSET, 0 =
+# none), level + 1: one integer per row instead of eight values
 
 
 def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
-    """The stored classification of ``ids`` as integer codes (read in SQL: one row of integers per customer,
-    the small codes packed into one integer)."""
+    """The stored classification of ``ids`` as integer codes (read in SQL: the small codes and the level date
+    packed into one integer per row, beside net spend, orders and the basis value)."""
     import numpy as np
 
     tier_code = case((CC.c.tier == "A", 3), (CC.c.tier == "B", 2), (CC.c.tier == "C", 1), else_=0)
@@ -266,15 +273,20 @@ def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
     codes = _packed([(tier_code, 2), (computed_code, 2), (score(CC.c.r_score), 3), (score(CC.c.f_score), 3),
                      (score(CC.c.m_score), 3), (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
                      (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 3),
+                     (case((CC.c.basis_minor.is_(None), 1), else_=0), 1),
+                     (func.coalesce(epoch_days(CC.c.level_since) + DAY_OFFSET, 0), DAY_BITS),
                      (_code(CC.c.level, level_names, start=2, none=1, unknown=0), 0)])
-    stmt = select(CC.c.customer_id, codes, CC.c.net_minor, CC.c.orders,
-                  func.coalesce(epoch_days(CC.c.level_since), NO_DATE), func.coalesce(CC.c.basis_minor, NONE_INT))
-    packed, net, orders, since, basis = _align(ids, int_rows(session, stmt, 6), [-1, 0, 0, NO_DATE, NONE_INT])
+    stmt = select(CC.c.customer_id, codes, CC.c.net_minor, CC.c.orders, func.coalesce(CC.c.basis_minor, 0))
+    packed, net, orders, basis = _align(ids, int_rows(session, stmt, 5), [-1, 0, 0, 0])
     found = packed >= 0
-    tier, computed, r, f, m, seg, stage, level = _unpack(np.maximum(packed, 0), STORED_BITS)
-    # missing rows: tier/computed/scores 0, segment and stage -1, level 0 (none)
+    tier, computed, r, f, m, seg, stage, no_basis, since, level = _unpack(np.maximum(packed, 0), STORED_BITS)
+    # missing rows: tier/computed/scores 0, segment and stage -1, level 0 (none), no date, no basis
     return Stored(found, tier, computed, net, orders, r, f, m, seg - 1, stage - 1,
-                  np.where(found, level - 1, 0), since, basis)
+                  np.where(found, level - 1, 0), np.where(since > 0, since - DAY_OFFSET, NO_DATE),
+                  np.where(found & (no_basis == 0), basis, NONE_INT))
+
+
+RFM_BITS = 20  # R*100 + F*10 + M of a stored row (555 at most; wider for out-of-range values)
 
 
 def stored_level_names(session: Session, customer_ids: list[int]) -> dict[int, str]:
@@ -679,13 +691,17 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
     n = len(ids)
     orders, net = facts.windows[window]
     r, f, m, seg = score_rfm(facts.last, orders, net)
-    stmt = select(CC.c.customer_id, literal(1),
-                  case((CC.c.tier == "A", 1), else_=0),
-                  func.coalesce(CC.c.r_score, 0) * 100 + func.coalesce(CC.c.f_score, 0) * 10
-                  + func.coalesce(CC.c.m_score, 0),
-                  _code(CC.c.segment, SEGMENT_KEYS), _code(CC.c.stage, STAGE_KEYS))
-    found, tier_a, old_rfm, old_seg, old_stage = _align(ids, int_rows(session, stmt, 6), [0, 0, 0, -1, -1])
-    found = found.astype(bool)
+    # one integer per stored row: tier is A, R*100 + F*10 + M, segment + 1, stage + 1 (0 = none)
+    stmt = select(CC.c.customer_id, _packed([
+        (case((CC.c.tier == "A", 1), else_=0), 1),
+        (func.coalesce(CC.c.r_score, 0) * 100 + func.coalesce(CC.c.f_score, 0) * 10 + func.coalesce(CC.c.m_score, 0),
+         RFM_BITS),
+        (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
+        (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 0)]))
+    (packed,) = _align(ids, int_rows(session, stmt, 2), [-1])
+    found = packed >= 0
+    tier_a, old_rfm, old_seg, old_stage = _unpack(np.maximum(packed, 0), [1, RFM_BITS, 4, 0])
+    old_seg, old_stage = np.where(found, old_seg - 1, -1), np.where(found, old_stage - 1, -1)
     stage = old_stage.copy()
     repeatish = np.isin(stage, [STAGE_KEYS.index("repeat"), STAGE_KEYS.index("loyal")])
     loyal = (tier_a == 1) | np.isin(seg, [SEGMENT_KEYS.index(k) for k in TOP_SEGMENTS])
