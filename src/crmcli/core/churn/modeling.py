@@ -449,6 +449,9 @@ def write_scores(session: Session, sc: Scores) -> None:
     row = "(" + ", ".join("?" * k) + ")"
     cursor = dbapi.cursor()
     try:
+        # Into an empty table (the first scoring) the n distinct ids make exactly n rows: no COUNT afterwards
+        # (which reads every page of the table).
+        was_empty = cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM churn_score)").fetchone()[0]
         full = head + ", ".join([row] * per) + tail
         buf: list[Any] = [None] * (per * k)
         for a in range(0, n, per):
@@ -458,7 +461,7 @@ def write_scores(session: Session, sc: Scores) -> None:
                 full = head + ", ".join([row] * (b - a)) + tail
             _fill_rows(buf, columns, a, b)
             cursor.execute(full, buf)  # bound (and run) before the next batch overwrites buf
-        if cursor.execute("SELECT COUNT(*) FROM churn_score").fetchone()[0] != n:
+        if not was_empty and cursor.execute("SELECT COUNT(*) FROM churn_score").fetchone()[0] != n:
             stored = np.fromiter((r[0] for r in cursor.execute("SELECT customer_id FROM churn_score")), dtype=np.int64)
             stale = np.setdiff1d(stored, sc.ids)
             cursor.executemany("DELETE FROM churn_score WHERE customer_id = ?", [(v,) for v in stale.tolist()])
