@@ -78,6 +78,14 @@ def quintile_scores(values: Any) -> Any:
     n = len(v)
     if n == 0:
         return np.zeros(0, dtype=np.int8)
+    if np.issubdtype(v.dtype, np.integer):
+        low, high = int(v.min()), int(v.max())
+        if high - low <= 4 * n + 1024:  # days and counts: a histogram instead of a sort (same scores)
+            offset = (v - low).astype(np.intp)
+            counts = np.bincount(offset, minlength=high - low + 1).astype(np.int64)
+            less = np.cumsum(counts) - counts
+            scores = (5 * (2 * less + counts + 1) + 2 * n - 1) // (2 * n)
+            return np.clip(scores, 1, 5).astype(np.int8)[offset]
     uniq, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
     less = np.cumsum(counts, dtype=np.int64) - counts  # values strictly below each distinct value
     lo = less + 1
