@@ -153,12 +153,6 @@ FILE_ONLY = {
     "tests/test_db_audit.py::test_verify_names_the_first_broken_row": "db check's file checks (on PostgreSQL: the audit chain only)",
     "tests/test_privacy.py::test_the_shared_consent_rule": "asserts the store is a file on disk",
     "tests/test_survey_smtp.py::test_send_invitations_by_email": "greps the store file's bytes for the SMTP password",
-    # Not about files: these compare SQLAlchemy type names, and on PostgreSQL some timestamp columns are
-    # timestamptz in the migrations but timestamp in the models (or the reverse); test_store's schema test
-    # covers PostgreSQL with that drift named (docs/postgresql.md).
-    "tests/test_points.py::test_migrated_schema_matches_the_models": "timestamp/timestamptz naming drift (see test_store)",
-    "tests/test_survey.py::test_schema_matches_the_models": "timestamp/timestamptz naming drift (see test_store)",
-    "tests/test_tier_property.py::test_migrated_schema_matches_the_models": "timestamp/timestamptz naming drift (see test_store)",
 }
 
 

@@ -674,8 +674,8 @@ def test_migrated_schema_matches_the_models(store):
         assert list(live) == [c.name for c in table.columns]
         for column in table.columns:
             assert live[column.name]["nullable"] == column.nullable, column.name
-            assert type(live[column.name]["type"]).__name__.upper().startswith(
-                column.type.compile(store.engine.dialect).split("(")[0]), column.name
+            assert live[column.name]["type"].compile(store.engine.dialect) == \
+                column.type.compile(store.engine.dialect), column.name
         indexes = {i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table.name)}
         expected = {i.name: (tuple(c.name for c in i.columns), bool(i.unique)) for i in table.indexes}
         assert indexes == expected

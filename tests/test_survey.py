@@ -272,10 +272,12 @@ def test_schema_matches_the_models(store):
     for name in ("survey", "survey_question", "survey_invite", "survey_response", "survey_answer", "feedback",
                  "feedback_event", "feedback_policy"):
         table = SQLModel.metadata.tables[name]
-        db_cols = {c["name"]: (str(c["type"]), c["nullable"]) for c in insp.get_columns(name)}
-        model_cols = {c.name: (str(getattr(c.type, "impl", c.type)), c.nullable) for c in table.columns}
+        dialect = store.engine.dialect
+        db_cols = {c["name"]: (c["type"].compile(dialect=dialect), c["nullable"]) for c in insp.get_columns(name)}
+        model_cols = {c.name: (c.type.compile(dialect=dialect), c.nullable) for c in table.columns}
         assert db_cols == model_cols, name
-        db_idx = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(name))
+        db_idx = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(name)
+                        if not i.get("duplicates_constraint"))  # PostgreSQL lists a UNIQUE constraint's index too
         model_idx = sorted((i.name, tuple(c.name for c in i.columns), bool(i.unique)) for i in table.indexes)
         assert db_idx == model_idx, name
         db_fk = sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(name))
