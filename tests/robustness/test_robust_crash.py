@@ -50,9 +50,15 @@ def crash_shop(tmp_path_factory: pytest.TempPathFactory, zygote: Zygote) -> Path
 @pytest.fixture(scope="session")
 def import_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """customers.csv: 500 new customers; purchases.csv: 1,000 sales of the shop's customers (they earn
-    points through the purchase hooks)."""
+    points through the purchase hooks); upsert.csv: 200 of the shop's customers changed (city, notes, a new
+    e-mail and tag), each followed by a new customer."""
     folder = tmp_path_factory.mktemp("import-files")
     write_customers_csv(folder / "customers.csv", 500)
+    with (folder / "upsert.csv").open("w", encoding="utf-8", newline="") as f:
+        f.write("code,name,email,city,notes,tags\n")
+        for i in range(1, 201):
+            f.write(f"C{i:06d},Renamed {i},moved{i}@example.com,杭州,moved in 2025,upserted\n")
+            f.write(f"U{i:06d},Upserted {i},new{i}@example.com,上海,,new\n")
     write_purchases_csv(folder / "purchases.csv", 1000, customers=250)
     return folder
 
@@ -90,6 +96,10 @@ OPERATIONS = [
               every=2000, env=STEP_EACH_BATCH, stepped=True),
     Operation("import-purchases-stepped", ("import", "purchases", "{files}/purchases.csv", "--as-of", AS_OF),
               every=2000, env=STEP_EACH_BATCH, stepped=True),
+    # Changes existing customers too: a kill after a step must put them back from their before-images.
+    Operation("import-upsert-stepped", ("import", "customers", "{files}/upsert.csv", "--mode", "upsert",
+                                        "--match", "code", "--as-of", AS_OF), every=2000, env=STEP_EACH_BATCH,
+              stepped=True),
     Operation("db-backup", ("db", "backup", "{dest}"), every=20, backup=True),
 ]
 
