@@ -149,19 +149,9 @@ def _references(session: Session, target: str) -> list[tuple[str, str]]:
 
 def _referenced(session: Session, ids: list[int], target: str, skip: set[str], run_id: int) -> set[int]:
     """Those of ``ids`` that a row outside the import refers to (tables in ``skip`` do not count)."""
-    found: set[int] = set()
-    if not ids:
-        return found
-    for table, column in _references(session, target):
-        if table in skip:
-            continue
-        for part in chunked(ids):
-            marks = ", ".join(str(int(i)) for i in part)
-            where = f'"{column}" IN ({marks})'
-            if table == target:  # a refund of an imported sale, a referral: the import's own rows do not count
-                where += f" AND (import_id IS NULL OR import_id != {int(run_id)})"
-            found |= {int(r[0]) for r in session.execute(text(f'SELECT DISTINCT "{column}" FROM "{table}" WHERE {where}'))}
-    return found
+    from crmcli.core.io.undo import referrers
+
+    return {ref for _table, ref in referrers(session, ids, target, skip, run_id)}
 
 
 def _points_used(session: Session, purchase_ids: list[int]) -> set[int]:

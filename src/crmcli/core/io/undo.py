@@ -54,8 +54,11 @@ def references(session: Session, target: str) -> list[tuple[str, str]]:
     return out
 
 
-def _used(session: Session, ids: list[int], target: str, skip: set[str]) -> tuple[str, int] | None:
-    """The first (table, referenced id) that uses one of ``ids``, ignoring the tables in ``skip``."""
+def referrers(session: Session, ids: list[int], target: str, skip: set[str], run_id: int, *,
+              first: bool = False) -> list[tuple[str, int]]:
+    """(table, referenced id) for the rows outside import ``run_id`` that refer to one of ``ids`` (rows of the
+    tables in ``skip`` do not count); with ``first``, only the first one found."""
+    found: list[tuple[str, int]] = []
     for table, column in references(session, target):
         if table in skip:
             continue
@@ -63,11 +66,12 @@ def _used(session: Session, ids: list[int], target: str, skip: set[str]) -> tupl
             marks = ", ".join(str(int(i)) for i in part)
             where = f'"{column}" IN ({marks})'
             if table == target:  # a customer referring another / a refund of a sale: only outside the import
-                where += f" AND id NOT IN ({marks})"
-            row = session.execute(text(f'SELECT "{column}" FROM "{table}" WHERE {where} LIMIT 1')).first()
-            if row is not None:
-                return table, int(row[0])
-    return None
+                where += f" AND (import_id IS NULL OR import_id != {int(run_id)})"
+            sql = f'SELECT DISTINCT "{column}" FROM "{table}" WHERE {where}' + (" LIMIT 1" if first else "")
+            found += [(table, int(r[0])) for r in session.execute(text(sql))]
+            if first and found:
+                return found
+    return found
 
 
 def undo(session: Session, run_id: int) -> dict[str, Any]:
@@ -126,9 +130,9 @@ def _check_changed(session: Session, run: Any, ids: list[int]) -> None:
 
 
 def _refuse_if_used(session: Session, ids: list[int], target: str, skip: set[str], run_id: int) -> None:
-    found = _used(session, ids, target, skip)
-    if found is not None:
-        table, ref = found
+    found = referrers(session, ids, target, skip, run_id, first=True)
+    if found:
+        table, ref = found[0]
         raise Conflict(_("Import #{id} cannot be undone: {what} is used by {table}.").format(
             id=run_id, what=_label(session, target, ref), table=table),
             hint=_("Undo is only for imports whose records nothing else refers to yet."))
