@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from crm_helpers import audit_rows, cli, fails, fast_cli, one, query, template_store  # noqa: F401 - fixtures
+from crm_helpers import audit_rows, cli, fails, fast_cli, from_template, one, query, template_store  # noqa: F401 - fixtures
 from test_report_value import AS_OF, _shop_with_models
 
 D = AS_OF.isoformat()  # 2025-06-30
@@ -57,6 +57,22 @@ def shop(cli: Any, store: Any) -> Any:
         cli.ok("feedback", "add", "Ola", "--kind", "complaint", "--text", text, "--at", "2025-06-10 10:00")
     add(store, "Fay", (("2025-06-29", "30"),))  # bought yesterday: no warning
     return cli
+
+
+@pytest.fixture
+def modelled(cli: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The store of test_report_value._shop_with_models (thirty customers, fitted and scored as of AS_OF), built
+    once per test run and copied for each test that asks for it (the build runs `crm churn fit` and `score`)."""
+    def build(c: Any) -> None:
+        from crmcli.store.engine import open_store
+
+        built = open_store(str(c.db))
+        try:
+            _shop_with_models(c, built)
+        finally:
+            built.dispose()
+
+    return from_template("churn_modelled", cli, tmp_path_factory, build)
 
 
 def test_scan_gives_each_customer_a_level_and_reasons_with_their_figures(shop: Any) -> None:
@@ -161,8 +177,8 @@ def test_winback_lists_only_consenting_customers_and_logs_follow_ups(shop: Any, 
     fails(shop, 5, "churn", "winback", "--message", "Hi {nmae}", says=("placeholder",))
 
 
-def test_scores_reach_the_card_the_list_and_show(cli: Any, store: Any) -> None:
-    _shop_with_models(cli, store)
+def test_scores_reach_the_card_the_list_and_show(modelled: Any) -> None:
+    cli = modelled
     scores = {r[0]: r[1:] for r in query(cli.db, "SELECT c.code, s.p_alive, s.clv_minor, s.expected_purchases "
                                                  "FROM churn_score s JOIN customer c ON c.id = s.customer_id")}
     by_clv = [r["code"] for r in cli.json("churn", "list", "--by", "clv")]
@@ -178,8 +194,8 @@ def test_scores_reach_the_card_the_list_and_show(cli: Any, store: Any) -> None:
     assert "P(alive)" in cli.ok("card", "show", top, "--as-of", D).stdout
 
 
-def test_holdout_compares_predicted_with_actual_repeat_purchases(cli: Any, store: Any) -> None:
-    _shop_with_models(cli, store)
+def test_holdout_compares_predicted_with_actual_repeat_purchases(modelled: Any) -> None:
+    cli = modelled
     doc = cli.json("churn", "holdout", "--calibration-end", "2025-03-31", "--as-of", D)
     assert doc["calibration_end"] == "2025-03-31" and doc["end"] == D
     assert abs(doc["holdout_periods"] - 91 / 7) < 1e-9

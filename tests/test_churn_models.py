@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from crm_helpers import cli, fails, fast_cli, template_store  # noqa: F401 - fixtures (a copied store, one command tree)
+from test_churn_cli import modelled  # noqa: F401 - fixture (a fitted and scored shop, built once per run)
 
 # Published CDNOW estimates: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way", section 5.
 CDNOW = dict(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -300,13 +301,13 @@ def test_a_collapsed_dropout_distribution_still_gives_finite_expectations() -> N
     assert values[0] == pytest.approx((1 - (23.3 / (23.3 + p * 10)) ** 0.8) / p, rel=1e-6)
 
 
-def test_rescoring_updates_the_rows_in_place_and_drops_customers_no_longer_scored(cli: Any, store: Any) -> None:
+def test_rescoring_updates_the_rows_in_place_and_drops_customers_no_longer_scored(modelled: Any) -> None:
     """write_scores upserts: the same scores twice leave the table as it was; a customer deleted since the last
     run loses their row; a later as-of date changes the scores; run constants come from the score run."""
     from crm_helpers import one, query
-    from test_report_value import AS_OF, _shop_with_models
+    from test_report_value import AS_OF
 
-    _shop_with_models(cli, store)
+    cli = modelled
     first = dict((r[0], r[1:]) for r in query(cli.db, "SELECT customer_id, p_alive, expected_purchases, clv_minor "
                                                       "FROM churn_score"))
     assert len(first) == 30
