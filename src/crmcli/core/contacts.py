@@ -63,9 +63,10 @@ _PLAIN_DIGITS = re.compile(r"^[1-9]\d{1,3}(?:[ -]?\d{2,4}){1,4}$")
 
 
 @lru_cache(maxsize=None)
-def _region_rules(region: str) -> tuple[int, Any, list[Any], Any] | None:
-    """(country code, general pattern, type patterns with their lengths, national-prefix-for-parsing pattern)
-    from the library's own metadata; None for regions the fast path does not handle."""
+def _region_rules(region: str) -> tuple[int, list[tuple[Any, list[Any]]], Any] | None:
+    """(country code, (general pattern, type patterns) for each number length up to 15, the national-prefix-
+    for-parsing and international-prefix patterns) from the library's own metadata; None for regions the fast
+    path does not handle."""
     from phonenumbers import PhoneMetadata
     from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
@@ -88,7 +89,13 @@ def _region_rules(region: str) -> tuple[int, Any, list[Any], Any] | None:
         "uan", "voicemail")) if x is not None]
     prefix = re.compile(meta.national_prefix_for_parsing) if meta.national_prefix_for_parsing else None
     intl = re.compile(meta.international_prefix) if meta.international_prefix else None
-    return meta.country_code, general, types, (prefix, intl)
+    # By number length: the general pattern if that length is possible for it (else None: not a number of
+    # the region), and the type patterns for which the length is possible, in the library's order.
+    by_length = []
+    for n in range(16):
+        g = general[0] if general is not None and (not general[1] or n in general[1]) else None
+        by_length.append((g, [pattern for pattern, lengths in types if not lengths or n in lengths]))
+    return meta.country_code, by_length, (prefix, intl)
 
 
 def phone_fast_path(text: str, region: str | None) -> str | None:
@@ -100,30 +107,32 @@ def phone_fast_path(text: str, region: str | None) -> str | None:
     rules = _region_rules(region)
     if rules is None:
         return None
-    cc, general, types, (prefix, intl) = rules
-    if text.startswith("+"):
+    cc, by_length, (prefix, intl) = rules
+    if text[:1] == "+":
         own = f"+{cc}"
         if not text.startswith(own):
             return None
         text = text[len(own):]
         if text[:1] in (" ", "-"):
             text = text[1:]
-    if _PLAIN_DIGITS.match(text) is None:
-        return None
-    nn = text.replace(" ", "").replace("-", "")
+    if text.isdigit():  # (ASCII here) what _PLAIN_DIGITS accepts of a digits-only text, without the regex
+        if not (4 <= len(text) <= 20 and text[0] != "0"):
+            return None
+        nn = text
+    else:
+        if _PLAIN_DIGITS.match(text) is None:
+            return None
+        nn = text.replace(" ", "").replace("-", "")
     # Digits the library would strip or reinterpret (national prefix, carrier codes, international prefix).
-    if (prefix is not None and prefix.match(nn)) or (intl is not None and intl.match(nn)) or len(nn) > 15:
+    if len(nn) > 15 or (prefix is not None and prefix.match(nn)) or (intl is not None and intl.match(nn)):
         return None
-    if general is None or not _matches(nn, general):
+    general, types = by_length[len(nn)]
+    if general is None or general.fullmatch(nn) is None:
         return ""
-    if any(_matches(nn, t) for t in types):
-        return f"+{cc}{nn}"
+    for pattern in types:
+        if pattern.fullmatch(nn) is not None:
+            return f"+{cc}{nn}"
     return ""
-
-
-def _matches(nn: str, desc: tuple[Any, set[int]]) -> bool:
-    pattern, lengths = desc
-    return (not lengths or len(nn) in lengths) and pattern.fullmatch(nn) is not None
 
 
 _PLAIN_EMAIL = re.compile(r"^(?P<local>[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)@"
@@ -131,10 +140,11 @@ _PLAIN_EMAIL = re.compile(r"^(?P<local>[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)@
 
 
 @lru_cache(maxsize=1)
-def _special_use() -> frozenset[str]:
+def _special_use() -> tuple[frozenset[str], tuple[str, ...]]:
+    """The special-use names that are top-level domains, and '.name' for those with a dot."""
     from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
-    return frozenset(SPECIAL_USE_DOMAIN_NAMES)
+    return frozenset(SPECIAL_USE_DOMAIN_NAMES), tuple("." + d for d in SPECIAL_USE_DOMAIN_NAMES if "." in d)
 
 
 def email_fast_path(text: str) -> str | None:
@@ -146,8 +156,8 @@ def email_fast_path(text: str) -> str | None:
     local, domain = m["local"], m["domain"].lower()
     if len(local) > 64 or len(text) > 254 or len(domain) > 253 or "--" in domain:
         return None  # lengths and IDNA-like labels ('xn--'): the library's rules are subtle there
-    special = _special_use()
-    if domain.rpartition(".")[2] in special or any(domain.endswith("." + d) for d in special if "." in d):
+    tlds, dotted = _special_use()
+    if domain.rpartition(".")[2] in tlds or (dotted and domain.endswith(dotted)):
         return None
     return f"{local}@{domain}"
 
@@ -168,6 +178,11 @@ def email_by_library(text: str) -> tuple[str | None, str]:
         return validate_email(text, check_deliverability=False).normalized, ""
     except EmailNotValidError as e:
         return None, str(e)
+
+
+def try_normalize_email(text: str) -> str | None:
+    value = text.strip()
+    return _email(value)[0] if value else None
 
 
 def normalize_email(text: str, *, field: str = "email") -> str:

@@ -64,6 +64,8 @@ class CustomerInput:
 # ----------------------------------------------------------------------------------------- validation
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")  # control characters other than tab and newline
+CONTROL_CHARS = _CONTROL
+CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}")
 
 
 def clean_text(value: str, field_name: str, *, max_len: int = MAX_TEXT) -> str:
@@ -111,7 +113,7 @@ def unique_ignoring_case(values: Sequence[str]) -> list[str]:
 
 def parse_code(value: str) -> str:
     code = value.strip()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}", code):
+    if not CODE_PATTERN.fullmatch(code):
         raise InvalidInput(_("'{value}' is not a customer code.").format(value=value), field="code", value=value,
                            hint=_("Codes are 1-40 letters, digits, '-', '_' or '.', e.g. C000123."))
     return code

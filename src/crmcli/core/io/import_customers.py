@@ -17,14 +17,16 @@ from crmcli.core import audit, settings
 from crmcli.core.clock import utcnow
 from crmcli.core.command import current_command
 from crmcli.core.context import StoreContext
-from crmcli.core.customers import (C, CP, TAG, CustomerEdit, CustomerInput, _scalar_fields, _validated_contacts,
-                                   edit_customer, get, parse_consent, resolve, parse_pref, parse_tag, tag_customer,
+from crmcli.core.contacts import try_normalize_email, try_normalize_phone
+from crmcli.core.customers import (C, CP, CODE_PATTERN, CONTROL_CHARS, GENDERS, MAX_TEXT, TAG, CustomerEdit,
+                                   CustomerInput, _scalar_fields, _validated_contacts, edit_customer, get,
+                                   parse_consent, resolve, parse_pref, parse_tag, tag_customer,
                                    unique_ignoring_case)
 from crmcli.core.dates import _DMY, parse_date
 from crmcli.core.io import before_images, lookups
 from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
-from crmcli.core.io.rowfields import PlannedHandler
+from crmcli.core.io.rowfields import PlannedHandler, shared_cache
 from crmcli.errors import CrmError
 from crmcli.i18n import _
 from crmcli.store.bulk import insert_rows
@@ -45,7 +47,7 @@ CUSTOMER_COLUMNS = ("id", "code", "name", "gender", "birthday", "occupation", "c
 
 @dataclass
 class Prepared:
-    data: CustomerInput
+    data: CustomerInput | None  # None for a row that passed the quick check (_prepare_plain): built when needed
     values: dict[str, Any]
     phones: list[str]
     emails: list[str]
@@ -56,6 +58,16 @@ class Prepared:
     consent: dict[str, bool] = field(default_factory=dict)
     referred_by: str | None = None  # resolved against the store when the row is applied (the referrer may be
     # an earlier row of the same file)
+    fields: dict[str, Any] | None = None  # the row's fields, for building ``data`` of a quickly checked row
+
+
+# What a row may have for the quick check; anything else (consent, socials, preferences, referrer ...) takes the
+# full path, as does any value the quick check is not sure about.
+_PLAIN_FIELDS = frozenset({"name", "first_name", "last_name", "code", "phone", "email", "gender", "birthday",
+                           "occupation", "company", "address", "city", "source", "notes", "preferences_text",
+                           "tags"})
+_PLAIN_TEXT = frozenset({"occupation", "company", "city", "source", "notes", "preferences_text"})
+_SKIP = frozenset({"first_name", "last_name", "name"})
 
 
 def full_name(first: str | None, last: str | None) -> str | None:
@@ -105,7 +117,25 @@ class CustomerHandler(PlannedHandler):
 
     # ----------------------------------------------------------------------------------- validation
     def prepare(self, row: Row) -> Prepared:
-        f = row.fields
+        return self._prepare_plain(row) or self._prepare_full(row)
+
+    def _prepare_full(self, row: Row) -> Prepared:
+        data = self._input(row.fields, row.prefs)
+        if data.name is None and self.options.mode != "update":
+            raise RowError("name", None, _("A customer needs a name.") + " " +
+                           _("Add a name column (or first/last name columns), or map one with --map."))
+        try:
+            values = _scalar_fields(data, self.ctx, self.session, editing=False)
+            phones, emails, socials_ok = _validated_contacts(data, self.ctx)
+            tags = unique_ignoring_case([parse_tag(t) for t in data.tags])
+            parsed_prefs = dict(parse_pref(f"{k}={v}") for k, v in data.preferences.items())
+        except CrmError as e:
+            raise RowError.of(e) from None
+        return Prepared(data, values, phones, emails, socials_ok, tags, parsed_prefs,
+                        code_given="code" in values, consent=data.consent, referred_by=row.fields.get("referred_by"))
+
+    def _input(self, f: dict[str, Any], row_prefs: dict[str, str]) -> CustomerInput:
+        """A row's fields as `crm customer add` would receive them (dates already read in the file's form)."""
         name = f.get("name") or full_name(f.get("first_name"), f.get("last_name"))
         socials = [s for v in f.get("social", []) for s in _LIST_SPLIT.split(v) if s]
         if f.get("wechat"):
@@ -118,10 +148,10 @@ class CustomerHandler(PlannedHandler):
                     consent.update([parse_consent(f"{channel}={raw}")])
                 except CrmError as e:
                     raise RowError.of(e, f"consent_{channel}", raw) from None
-        prefs = dict(row.prefs)
+        prefs = dict(row_prefs)
         if f.get("preferences"):
             prefs.update(_preferences(f["preferences"]))
-        data = CustomerInput(
+        return CustomerInput(
             name=name, code=f.get("code"), gender=f.get("gender"),
             birthday=self._date(f.get("birthday"), "birthday"),
             occupation=f.get("occupation"), company=f.get("company"),
@@ -133,18 +163,108 @@ class CustomerHandler(PlannedHandler):
             emails=[e for v in f.get("email", []) for e in _LIST_SPLIT.split(v) if e],
             socials=socials, consent=consent, preferences=prefs,
             tags=[t for v in f.get("tags", []) for t in _LIST_SPLIT.split(v) if t])
-        if data.name is None and self.options.mode != "update":
-            raise RowError("name", None, _("A customer needs a name.") + " " +
-                           _("Add a name column (or first/last name columns), or map one with --map."))
-        try:
-            values = _scalar_fields(data, self.ctx, self.session, editing=False)
-            phones, emails, socials_ok = _validated_contacts(data, self.ctx)
-            tags = unique_ignoring_case([parse_tag(t) for t in data.tags])
-            parsed_prefs = dict(parse_pref(f"{k}={v}") for k, v in data.preferences.items())
-        except CrmError as e:
-            raise RowError.of(e) from None
-        return Prepared(data, values, phones, emails, socials_ok, tags, parsed_prefs,
-                        code_given="code" in values, consent=consent, referred_by=f.get("referred_by"))
+
+    def _data(self, p: Prepared) -> CustomerInput:
+        if p.data is None:
+            assert p.fields is not None
+            p.data = self._input(p.fields, {})
+        return p.data
+
+    def _prepare_plain(self, row: Row) -> Prepared | None:
+        """The full path's answer for a plain row (name, contacts, dates, texts, tags) without building the
+        CustomerInput and walking the generic checks, or None when the row has anything else or any value
+        the full path might refuse or read differently: then the full path decides, with its messages.
+        tests/test_import_fastpath.py compares the two on generated rows."""
+        f = row.fields
+        if row.prefs or not _PLAIN_FIELDS.issuperset(f):
+            return None
+        name = f.get("name") or full_name(f.get("first_name"), f.get("last_name"))
+        if name is None:
+            return None
+        name = name.strip()
+        if not name or len(name) > 200 or CONTROL_CHARS.search(name):
+            return None
+        values: dict[str, Any] = {"name": name}
+        phones: list[str] = []
+        emails: list[str] = []
+        tags: list[str] = []
+        for key, raw in f.items():
+            if key in _SKIP:
+                continue
+            if key in _PLAIN_TEXT or key == "address":
+                text = (", ".join(raw) if key == "address" else raw).strip()
+                if len(text) > MAX_TEXT or CONTROL_CHARS.search(text):
+                    return None
+                values[key] = text or None
+            elif key == "phone":
+                region = self.ctx.region
+                for v in raw:
+                    for part in _PHONE_SPLIT.split(v):
+                        if part:
+                            phone = try_normalize_phone(part, region)
+                            if phone is None:
+                                return None
+                            phones.append(phone)
+            elif key == "email":
+                for v in raw:
+                    for part in _LIST_SPLIT.split(v):
+                        if part:
+                            email = try_normalize_email(part)
+                            if email is None:
+                                return None
+                            emails.append(email)
+            elif key == "tags":
+                for v in raw:
+                    for part in _LIST_SPLIT.split(v):
+                        if part:
+                            tag = part.strip()
+                            if not tag or len(tag) > 64 or "," in tag or ";" in tag or CONTROL_CHARS.search(tag):
+                                return None
+                            tags.append(tag)
+            elif key == "birthday":
+                birthday = self._birthday(raw)
+                if birthday is None:
+                    return None
+                values["birthday"] = birthday
+            elif key == "gender":
+                text = raw.strip()
+                gender = GENDERS.get(text.lower()) if text else None
+                if text and gender is None:
+                    return None
+                values["gender"] = gender
+            elif key == "code":
+                code = raw.strip()
+                if CODE_PATTERN.fullmatch(code) is None:
+                    return None
+                values["code"] = code
+        if len(phones) > 1:
+            phones = list(dict.fromkeys(phones))
+        if len(emails) > 1:
+            unique: dict[str, str] = {}
+            for email in emails:
+                unique.setdefault(email.lower(), email)
+            emails = list(unique.values())
+        if len(tags) > 1:
+            tags = unique_ignoring_case(tags)
+        return Prepared(None, values, phones, emails, [], tags, {}, code_given="code" in values, fields=f)
+
+    def _birthday(self, raw: str) -> Any:
+        """The birthday the full path would store for this text (each distinct text read once per import, in
+        a cache the handlers of all its steps share), or None: let the full path decide."""
+        cache = shared_cache("birthday", self.ctx.today, self.options.date_format)
+        found = cache.get(raw)
+        if found is None:
+            try:
+                text = date_value(raw, "birthday", self.ctx, self.options.date_format)
+                assert text is not None
+                day = parse_date(text, today=self.ctx.today, field="birthday")
+                found = day if day <= self.ctx.today else False
+            except (CrmError, RowError):
+                found = False
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[raw] = found
+        return found or None
 
     def _date(self, raw: str | None, field_name: str, *, future: bool = False) -> str | None:
         """date_value, each distinct text once (birthdays repeat a lot in a big file); a bounded cache."""
@@ -203,7 +323,7 @@ class CustomerHandler(PlannedHandler):
         except CrmError as e:
             raise RowError.of(e, "referred_by", p.referred_by) from None
         p.values["referred_by_id"] = referrer.id
-        p.data.referred_by = p.referred_by  # an update resolves it again through edit_customer
+        self._data(p).referred_by = p.referred_by  # an update resolves it again through edit_customer
 
     def _load(self, prepared: list[Prepared]) -> None:
         self.codes = lookups.by_code(self.session, [p.values["code"] for p in prepared if "code" in p.values],
@@ -264,10 +384,11 @@ class CustomerHandler(PlannedHandler):
         return [r[0] for r in self.session.execute(select(C.c.code).where(C.c.id.in_(sorted(ids))).order_by(C.c.code))]
 
     def _update(self, customer_id: int, p: Prepared) -> str:
-        fields = CustomerInput(**{k: v for k, v in vars(p.data).items()
+        data = self._data(p)
+        fields = CustomerInput(**{k: v for k, v in vars(data).items()
                                   if k not in ("phones", "emails", "socials", "tags", "code")})
-        change = CustomerEdit(fields=fields, add_phones=p.data.phones, add_emails=p.data.emails,
-                              add_socials=p.data.socials)
+        change = CustomerEdit(fields=fields, add_phones=data.phones, add_emails=data.emails,
+                              add_socials=data.socials)
         try:
             with self.session.begin_nested():  # a rejected update leaves nothing half-done
                 customer = get(self.session, customer_id)

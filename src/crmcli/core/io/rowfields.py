@@ -58,6 +58,21 @@ class PlannedHandler:
         return self.plan.column_of(field_name) or field_name
 
 
+_shared: dict[tuple[Any, ...], dict[Any, Any]] = {}
+
+
+def shared_cache(*key: Any) -> dict[Any, Any]:
+    """A value cache that outlives one step's handler (an import makes a new handler for each step, about every
+    second, which would otherwise start from empty caches again and again). ``key`` names what is cached and
+    everything the cached answers depend on (the store's today, --date-format ...); callers bound the size."""
+    found = _shared.get(key)
+    if found is None:
+        if len(_shared) > 32:
+            _shared.clear()
+        found = _shared[key] = {}
+    return found
+
+
 def when(raw: str | None, field_name: str, ctx: StoreContext, date_format: str | None) -> tuple[datetime, date]:
     """A required time column → (UTC time, business date), through the same parsers as `--at`; with
     --date-format the file's form first, then the unambiguous ones (as for customers' dates)."""
