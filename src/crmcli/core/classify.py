@@ -27,6 +27,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, and_, case, cast, distinct, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session
@@ -83,33 +84,45 @@ def int_rows(session: Session, stmt: Any, width: int, *, indexed: bool = False) 
 
     conn = session.connection()
     if conn.dialect.name == "sqlite":
-        sub = stmt.subquery("q")
-        columns = list(sub.c)
-        assert len(columns) == width, (len(columns), width)
-        wrapper = select(func.count(), *[func.group_concat(c) for c in columns])
-        if indexed:
-            sql = str(wrapper.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-            sql, found = re.subn(r"\bFROM purchase\b", f"FROM purchase INDEXED BY {PURCHASE_INDEX}", sql, count=1)
-            assert found == 1, sql
-            row = conn.exec_driver_sql(sql).fetchone()
-        else:
-            row = conn.execute(wrapper).fetchone()
-        n = int(row[0])
-        if n == 0:
-            return np.zeros((0, width), dtype=np.int64)
-        out = np.empty((n, width), dtype=np.int64)
-        for k, text in enumerate(row[1:]):
-            values = np.fromstring(text or "", dtype=np.int64, sep=",")
-            if len(values) != n:
-                raise AssertionError(f"column {k} of {stmt} has NULLs or non-integers")
-            out[:, k] = values
-        return out
-    result = session.execute(stmt)
+        try:
+            return _concat_rows(conn, stmt, width, indexed)
+        except DBAPIError as e:  # a column's text over SQLite's string limit (1 GB): tens of millions of rows
+            if "too big" not in str(e.orig):
+                raise
+    result = conn.exec_driver_sql(_indexed_sql(conn, stmt)) if indexed and conn.dialect.name == "sqlite" \
+        else session.execute(stmt)
     raw = result.cursor.fetchall()  # the driver's tuples: no per-row SQLAlchemy processing
     result.close()
     if not raw:
         return np.zeros((0, width), dtype=np.int64)
     return np.fromiter(chain.from_iterable(raw), dtype=np.int64, count=len(raw) * width).reshape(-1, width)
+
+
+def _indexed_sql(conn: Any, stmt: Any) -> str:
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    sql, found = re.subn(r"\bFROM purchase\b", f"FROM purchase INDEXED BY {PURCHASE_INDEX}", sql, count=1)
+    assert found == 1, sql
+    return sql
+
+
+def _concat_rows(conn: Any, stmt: Any, width: int, indexed: bool) -> Any:
+    """SQLite: the row count and one ``group_concat`` text per column, parsed into an (n, width) array."""
+    import numpy as np
+
+    columns = list(stmt.subquery("q").c)
+    assert len(columns) == width, (len(columns), width)
+    wrapper = select(func.count(), *[func.group_concat(c) for c in columns])
+    row = (conn.exec_driver_sql(_indexed_sql(conn, wrapper)) if indexed else conn.execute(wrapper)).fetchone()
+    n = int(row[0])
+    out = np.empty((n, width), dtype=np.int64)
+    if n == 0:
+        return out
+    for k, text in enumerate(row[1:]):
+        values = np.fromstring(text or "", dtype=np.int64, sep=",")
+        if len(values) != n:
+            raise AssertionError(f"column {k} of {stmt} has NULLs or non-integers")
+        out[:, k] = values
+    return out
 
 
 def _align(ids: Any, rows: Any, defaults: list[int]) -> list[Any]:
