@@ -397,3 +397,55 @@ def test_write_scores_stores_every_value_and_null_across_statement_batches(cli: 
         modeling.write_scores(session, scores(keep, None, None))
     rows = query(cli.db, "SELECT customer_id, p_alive, order_value_minor, clv_minor FROM churn_score ORDER BY customer_id")
     assert rows == [(int(i), float(p), None, None) for i, p in zip(ids[keep], p_alive[keep])]
+
+
+def test_customers_removed_by_import_undo_take_their_scores_with_them(cli: Any, store: Any, tmp_path: Any) -> None:
+    """churn_score has no foreign key (m0018): the trigger on customer removes a customer's score. Customers
+    imported (#1) with their purchases (#2), scored, then both imports undone: their scores are gone, the
+    others' stay."""
+    from crm_helpers import one, query
+    from test_report_value import AS_OF, _shop_with_models
+
+    _shop_with_models(cli, store)
+    people = tmp_path / "people.csv"
+    people.write_text("name,code\n" + "".join(f"Imported {i},IMP{i}\n" for i in range(3)), encoding="utf-8")
+    cli.ok("import", "customers", str(people), "--as-of", AS_OF.isoformat())
+    orders = tmp_path / "orders.csv"
+    orders.write_text("订单号,客户编号,手机,金额,下单时间,商品,数量\n" + "".join(
+        f"O{i}{k},IMP{i},,{20 + 7 * i + k},2025-0{2 + k}-1{i},茶,1\n" for i in range(3) for k in range(3)), encoding="utf-8")
+    cli.ok("import", "purchases", str(orders), "--as-of", AS_OF.isoformat())
+    cli.ok("churn", "score", "--as-of", AS_OF.isoformat())
+    imported = [r[0] for r in query(cli.db, "SELECT id FROM customer WHERE code LIKE 'IMP%'")]
+    assert len(imported) == 3 and one(cli.db, "SELECT COUNT(*) FROM churn_score") == 33
+    cli.ok("import", "undo", "2", "--yes")
+    cli.ok("import", "undo", "1", "--yes")
+    assert one(cli.db, "SELECT COUNT(*) FROM customer WHERE code LIKE 'IMP%'") == 0
+    assert one(cli.db, "SELECT COUNT(*) FROM churn_score") == 30
+    assert one(cli.db, f"SELECT COUNT(*) FROM churn_score WHERE customer_id IN ({', '.join(map(str, imported))})") == 0
+
+
+def test_a_customer_removed_between_the_snapshot_and_the_write_gets_no_score(cli: Any, store: Any) -> None:
+    """`crm churn score` computes on a read snapshot and writes afterwards; a customer removed in between (an
+    import undone meanwhile) must not be left with a score row (the trigger ran before the row was written)."""
+    from sqlalchemy import text
+
+    from crm_helpers import one
+    from test_report_value import AS_OF, _shop_with_models
+
+    from crmcli.core.churn import modeling
+    from crmcli.core.context import StoreContext
+
+    _shop_with_models(cli, store)
+    with store.read() as session:
+        ctx = StoreContext.load(session, as_of=AS_OF)
+        prepared = modeling.prepare_scores(session, ctx, horizon_days=90, clv_months=12, discount=0.01)
+    gone = int(prepared.scores.ids[3])
+    with store.write() as session:  # what an undo does: the customer's rows, then the customer
+        session.execute(text("DELETE FROM churn_score WHERE customer_id = :c"), {"c": gone})
+        session.execute(text("DELETE FROM purchase WHERE customer_id = :c"), {"c": gone})
+        session.execute(text("DELETE FROM customer WHERE id = :c"), {"c": gone})
+    with store.write() as session:
+        outcome = modeling.save_scores(session, prepared)
+    assert outcome.customers == 30
+    assert one(cli.db, "SELECT COUNT(*) FROM churn_score WHERE customer_id = ?", gone) == 0
+    assert one(cli.db, "SELECT COUNT(*) FROM churn_score") == 29

@@ -1,5 +1,5 @@
 """Tables of the churn feature (issue 7, docs/churn.md). The frozen DDL is crmcli.store.migrations.m0006_churn
-(churn_score: m0016_churn_score_slim); keep them identical.
+(churn_score: m0016_churn_score_slim, m0018_churn_score_unbound); keep them identical.
 
 - ``churn_risk``: the last `crm churn scan`: one row per customer with purchases (level and reasons as
   JSON with their figures; the text is rendered when shown, in the reader's language).
@@ -60,7 +60,8 @@ class ChurnScore(SQLModel, table=True):
     as-of date, horizon, CLV months) is in the newest churn_run of kind 'score'."""
 
     __tablename__ = "churn_score"
-    customer_id: int = Field(foreign_key="customer.id", primary_key=True, sa_column_kwargs={"autoincrement": False})
+    # No foreign key (m0018): a trigger on customer removes a customer's score with them.
+    customer_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     p_alive: float
     expected_purchases: float  # in the horizon
     order_value_minor: int | None = Field(default=None, sa_column=Column(BigInteger))  # Gamma-Gamma E[M]

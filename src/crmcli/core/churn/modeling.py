@@ -31,11 +31,13 @@ from crmcli.core.clock import utcnow
 from crmcli.core.context import StoreContext
 from crmcli.errors import InvalidInput, NotFound
 from crmcli.i18n import _
+from crmcli.store.models import Customer
 from crmcli.store.models_churn import ChurnFit, ChurnRun, ChurnScore
 
 FIT = ChurnFit.__table__
 SCORE = ChurnScore.__table__
 RUN = ChurnRun.__table__
+CUSTOMER = Customer.__table__
 HOLDOUT_GROUPS = 7  # frequency groups 0..6 and "7+", as in Fader, Hardie & Lee (2005), Figure 4
 
 
@@ -304,6 +306,7 @@ class PreparedScores:
     discount: float
     scores: Scores
     timings: dict[str, float] = field(default_factory=dict)
+    customers_seen: tuple[int, int] | None = None  # COUNT(*), MAX(id) of customer on the read snapshot
 
 
 def prepare_scores(session: Session, ctx: StoreContext, *, horizon_days: int, clv_months: int,
@@ -333,7 +336,17 @@ def prepare_scores(session: Session, ctx: StoreContext, *, horizon_days: int, cl
     sc = compute_scores(s, fit, horizon_days=horizon_days, clv_months=clv_months, discount=discount,
                         currency=ctx.currency)
     timings["score"] = time.perf_counter() - t0
-    return PreparedScores(int(fit.id), end, horizon_days, clv_months, discount, sc, timings)
+    return PreparedScores(int(fit.id), end, horizon_days, clv_months, discount, sc, timings,
+                          customers_seen(session))
+
+
+def customers_seen(session: Session) -> tuple[int, int]:
+    """COUNT(*) and MAX(id) of customer: equal on the snapshot and at the write, no scored customer can have
+    been removed in between (a new customer gets an id above the largest)."""
+    from sqlalchemy import func
+
+    count, top = session.execute(select(func.count(), func.max(CUSTOMER.c.id)).select_from(CUSTOMER)).one()
+    return int(count), int(top or 0)
 
 
 def save_scores(session: Session, prep: PreparedScores) -> ScoreOutcome:
@@ -348,6 +361,10 @@ def save_scores(session: Session, prep: PreparedScores) -> ScoreOutcome:
                                            "clv_months": prep.clv_months, "discount": prep.discount},
             {"customers": n})
     write_scores(session, sc)
+    if prep.customers_seen is not None and customers_seen(session) != prep.customers_seen:
+        # Customers came or went after the snapshot (an import undone meanwhile?): the trigger that removes a
+        # customer's score ran before these rows were written, so drop the rows of customers that no longer exist.
+        session.execute(delete(SCORE).where(~select(CUSTOMER.c.id).where(CUSTOMER.c.id == SCORE.c.customer_id).exists()))
     timings = {**prep.timings, "store": time.perf_counter() - t0}
     totals = {"p_alive_mean": float(sc.p_alive.mean()) if n else 0.0,
               "expected_purchases": float(sc.expected.sum()),
@@ -419,11 +436,9 @@ def write_scores(session: Session, sc: Scores) -> None:
     driver allows bound parameters (twice as fast as executemany, which steps and resets a statement per
     row), the parameters of each statement one flat list of plain Python values made just before it; then
     the rows of customers no longer scored are deleted (none, usually: a COUNT tells). Updating in place
-    beats DELETE + INSERT by half: the foreign key on customer_id turns SQLite's whole-table DELETE into a
-    row-by-row one and is checked again for every inserted row, but not for an update that leaves
-    customer_id alone; and a row whose scores did not change is not written at all (SQLite compares the new
-    record with the old before touching the page). Inserting (the first scoring of a store) costs more: the
-    b-tree grows and the foreign key is checked, about 0.3 µs a row of the ~1 µs (docs/churn.md)."""
+    beats DELETE + INSERT, and a row whose scores did not change is not written at all (SQLite compares the
+    new record with the old before touching the page). churn_score has no foreign key (m0018: SQLite would
+    check one for every inserted row); a trigger removes a customer's score with the customer."""
     import numpy as np
 
     n = len(sc.ids)
