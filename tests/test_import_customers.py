@@ -298,3 +298,19 @@ def test_backslashes_quotes_and_line_breaks_import_unchanged(cli, tmp_path):
     assert stored == [(f"Guest {i}", n, c or None) for i, (n, c) in
                       enumerate(zip(notes, ["\\N", "", "上海", "a\\tb", "x"]))]
     assert cli.json("customer", "show", "Guest 0")["customer"]["notes"] == 'C:\\shop\\new\\Nov'
+
+
+def test_rows_after_a_mid_batch_write_still_see_the_stored_customers(cli, tmp_path):
+    """A referrer (or, in upsert, the same customer twice) makes the batch write its new rows early; the rows
+    after it must still find the customers stored before the import (a phone that is taken is not given to a
+    second customer)."""
+    cli.ok("customer", "add", "Existing", "--phone", "13900000003")
+    text = "name,phone,referred_by\nAnn,13900000001,\nBob,13900000002,Existing\nCarl,13900000003,\n"
+    data = imported(cli, "customers", write(tmp_path / "c.csv", text), code=5)
+    assert [(r["line"], r["column"]) for r in data["rejects"]] == [(4, "phone")]
+    assert "already exists as C000001" in data["rejects"][0]["reason"]
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 1
+    text = "name,phone,referred_by\nAnn,13900000001,\nAnn Again,13900000001,\nBob,13900000002,Existing\nCarl,13900000003,\n"
+    data = imported(cli, "customers", write(tmp_path / "u.csv", text), "--mode", "upsert")
+    assert (data["created"], data["updated"]) == (2, 2)
+    assert query(cli.db, "SELECT name FROM customer ORDER BY id") == [("Carl",), ("Ann Again",), ("Bob",)]

@@ -183,7 +183,7 @@ def rows(source: Source) -> Iterator[tuple[int, list[str]]]:
                 hint=_("Check the quotes on that line, or the --delimiter.")) from None
         line = start
         start = reader.line_num + 1
-        if not cells or all(not c.strip() for c in cells):
+        if not cells or (not cells[0].strip() and all(not c.strip() for c in cells)):
             continue
         if first:
             cells[0] = cells[0].lstrip("\ufeff")

@@ -43,6 +43,7 @@ _ERROR_FIELDS = {"tag": "tags", "preference": "preferences", "consent": "consent
 CUSTOMER_COLUMNS = ("id", "code", "name", "gender", "birthday", "occupation", "company", "address", "city", "source",
                     "referred_by_id", "preferred_channel", "preferences_text", "notes", "next_follow_up", "created_at",
                     "updated_at", "deleted_at", "erased_at", "import_id")
+_VALUE_COLUMNS = CUSTOMER_COLUMNS[2:15]  # those taken from the prepared values (after id and code)
 
 
 @dataclass
@@ -290,18 +291,27 @@ class CustomerHandler(PlannedHandler):
         seen: dict[tuple[str, str], int] = {}  # (kind, value) → line of an earlier row of this batch
         outcomes: list[str | RowError] = []
         creates: list[tuple[Row, Prepared]] = []
-        for row, p in batch:
+        mode = self.options.mode
+        new_only = self._new_only()
+        for i, (row, p) in enumerate(batch):
             keys = self._keys(p)
-            if creates and (p.referred_by or (self.options.mode != "create" and any(k in seen for k in keys))):
+            if creates and (p.referred_by or (mode != "create" and any(k in seen for k in keys))):
                 # The same customer twice in one batch: write the pending new ones first, so that this row
                 # updates it exactly as it would if the two rows were in different batches.
                 self._create(creates)
                 creates.clear()
                 seen.clear()
-                self._load([p])
+                self._load([q for _r, q in batch[i:]])  # this row and the rest of the batch, as stored now
+                new_only = self._new_only()
             try:
-                self._referrer(p)
-                outcome = self._decide(row, p, keys, seen)
+                if new_only and not p.referred_by:
+                    for key in keys:
+                        if key in seen:
+                            raise _seen_before(key, seen)
+                    outcome: Any = "create"
+                else:
+                    self._referrer(p)
+                    outcome = self._decide(row, p, keys, seen)
             except RowError as e:
                 outcomes.append(e)
                 continue
@@ -314,6 +324,11 @@ class CustomerHandler(PlannedHandler):
                 outcomes.append(outcome)
         self._create(creates)
         return outcomes
+
+    def _new_only(self) -> bool:
+        """A create-mode batch in which no code, phone or e-mail is in the store yet (a new shop's import):
+        _decide could only answer 'create' or 'already on an earlier line', so apply answers that itself."""
+        return self.options.mode == "create" and not (self.codes or self.phones or self.emails)
 
     def _referrer(self, p: Prepared) -> None:
         if not p.referred_by:
@@ -341,8 +356,7 @@ class CustomerHandler(PlannedHandler):
         codes, live_codes, phones, emails = self.codes, self.live_codes, self.phones, self.emails
         for key in keys if self.options.mode == "create" else ():
             if key in seen:
-                raise RowError(key[0], key[1], _("Line {line} of this file already has the {kind} {value}.").format(
-                    line=seen[key], kind=_(key[0]), value=key[1]))
+                raise _seen_before(key, seen)
         matched: int | None = None
         matched_by = None
         for key in self.options.match:
@@ -429,11 +443,8 @@ class CustomerHandler(PlannedHandler):
         for _row, p in creates:
             cid = self.next_id
             self.next_id += 1
-            get = p.values.get
-            customers.append((cid, p.values["code"], get("name"), get("gender"), get("birthday"), get("occupation"),
-                              get("company"), get("address"), get("city"), get("source"), get("referred_by_id"),
-                              get("preferred_channel"), get("preferences_text"), get("notes"), get("next_follow_up"),
-                              now, now, None, None, run_id))
+            customers.append((cid, p.values["code"], *map(p.values.get, _VALUE_COLUMNS), now, now, None, None,
+                              run_id))
             position = 0
             for v in p.phones:
                 contacts.append((cid, "phone", v, None, position))
@@ -466,16 +477,23 @@ class CustomerHandler(PlannedHandler):
             candidates = [f"{self.prefix}{n + i:06d}" for i in range(len(wanting))]
             taken = set(lookups.by_code(self.session, candidates, live_only=False))
             given = {p.values["code"] for p in prepared if p.code_given}
+            wanting.reverse()  # popped from the end: in file order
             for code in candidates:
                 n += 1
                 if code in taken or code in given:
                     continue
-                wanting.pop(0).values["code"] = code
+                wanting.pop().values["code"] = code
                 if not wanting:
                     break
+            wanting.reverse()
 
 
 _NONE: frozenset[int] = frozenset()
+
+
+def _seen_before(key: tuple[str, str], seen: dict[tuple[str, str], int]) -> RowError:
+    return RowError(key[0], key[1], _("Line {line} of this file already has the {kind} {value}.").format(
+        line=seen[key], kind=_(key[0]), value=key[1]))
 
 
 def _owners(owners: dict[str, set[int]], values: list[str]) -> Any:

@@ -17,7 +17,7 @@ from crmcli.core.context import StoreContext
 from crmcli.core.io import lookups
 from crmcli.core.io.importer import Options, Outcome, Row, RowError, batch_audit, next_id
 from crmcli.core.io.mapping import Plan
-from crmcli.core.io.rowfields import PlannedHandler, text, when
+from crmcli.core.io.rowfields import PlannedHandler, shared_cache, text, when
 from crmcli.core.money import format_money, money_str, parse_amount
 from crmcli.core.purchases import P, run_purchase_hooks
 from crmcli.errors import CrmError
@@ -71,9 +71,12 @@ class PurchaseHandler(PlannedHandler):
         self.next_id = next_id(session, P, "purchase")
         self.file_ids: dict[str, int] = {}  # the file's own id column → purchase id (links refunds in the file)
         self.keep_file_ids = plan is not None and "id" in plan.fields and "refund_of" in plan.fields
-        # Each distinct amount and time is validated once (a shop's file repeats them a lot); bounded caches.
-        self._amounts: dict[tuple[str, bool], int | CrmError] = {}
-        self._times: dict[str, tuple[datetime, date] | RowError] = {}
+        # Each distinct amount and time is validated once per import (a shop's file repeats them a lot): bounded
+        # caches of the valid ones that the handlers of all the import's steps share (an invalid value is
+        # checked again, for its message).
+        self._amounts: dict[tuple[str, bool], int] = shared_cache("amount", ctx.currency)
+        self._times: dict[str, tuple[datetime, date]] = shared_cache("purchased_at", ctx.today, ctx.tz,
+                                                                      options.date_format)
 
     def prepare(self, row: Row) -> Prepared:
         f = row.fields
@@ -118,8 +121,8 @@ class PurchaseHandler(PlannedHandler):
                 # A free sale is allowed (as in `purchase add`); a refund of nothing is not.
                 found = parse_amount(text, self.ctx.currency, field="amount", allow_zero=allow_zero)
             except CrmError as e:
-                found = e
-            if len(self._amounts) > 100_000:
+                return e
+            if len(self._amounts) > 200_000:
                 self._amounts.clear()
             self._amounts[key] = found
         return found
@@ -129,15 +132,10 @@ class PurchaseHandler(PlannedHandler):
             return when(raw, "purchased_at", self.ctx, self.options.date_format)
         found = self._times.get(raw)
         if found is None:
-            try:
-                found = when(raw, "purchased_at", self.ctx, self.options.date_format)
-            except RowError as e:
-                found = e
+            found = when(raw, "purchased_at", self.ctx, self.options.date_format)
             if len(self._times) > 100_000:
                 self._times.clear()
             self._times[raw] = found
-        if isinstance(found, RowError):
-            raise RowError(found.field, found.value, found.reason)
         return found
 
     # ------------------------------------------------------------------------------------ the store

@@ -28,7 +28,7 @@ class Plan:
     keep_extra: bool = False
     pref_keys: dict[int, str] = field(default_factory=dict)  # column → preference key (extras, preset prefs)
     duplicates: list[str] = field(default_factory=list)  # headers ignored because their field was already taken
-    _columns: list[tuple[int, str | None, str | None]] | None = field(default=None, repr=False)
+    _columns: list[tuple[int, str | None, str | None, bool]] | None = field(default=None, repr=False)
 
     @property
     def unknown(self) -> list[str]:
@@ -57,7 +57,7 @@ class Plan:
         prefs: dict[str, str] = {}
         empty = self.preset.empty if self.preset else ()
         width = len(cells)
-        for i, f, pref in self._active():
+        for i, f, pref, multi in self._active():
             if i >= width:
                 continue
             value = cells[i].strip()
@@ -71,16 +71,20 @@ class Plan:
                 continue
             if pref is not None:
                 prefs[pref] = value
-            elif f in MULTI:
-                out.setdefault(f, []).append(value)
+            elif multi:
+                if f in out:
+                    out[f].append(value)
+                else:
+                    out[f] = [value]
             elif f not in out:
                 out[f] = value
         return out, prefs
 
-    def _active(self) -> list[tuple[int, str | None, str | None]]:
-        """(column, field, preference key) of the columns that feed something, computed once."""
+    def _active(self) -> list[tuple[int, str | None, str | None, bool]]:
+        """(column, field, preference key, whether the field takes several values) of the columns that feed
+        something, computed once."""
         if self._columns is None:
-            self._columns = [(i, f, self.pref_keys.get(i)) for i, f in enumerate(self.fields)
+            self._columns = [(i, f, self.pref_keys.get(i), f in MULTI) for i, f in enumerate(self.fields)
                              if i in self.pref_keys or (f and f != IGNORED)]
         return self._columns
 
