@@ -106,3 +106,12 @@ def test_the_fast_paths_answer_the_common_forms() -> None:
     assert contacts.phone_fast_path("+86 138 0013 8000", "CN") == "+8613800138000"
     assert contacts.email_fast_path("Ann.Lee@Example.COM") == "Ann.Lee@example.com"
     assert contacts.phone_fast_path("+1 650 253 0000", "US") is None  # shared calling code: the library decides
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(phone_like(), st.text(max_size=20)), st.sampled_from([*REGIONS, None]),
+       st.one_of(email_like(), plain_email, st.text(max_size=30)))
+def test_bulk_normalizers_answer_as_the_cached_ones(phone: str, region: str | None, email: str) -> None:
+    """The import's uncached entry points (bulk_normalize_*) give exactly what `crm customer add` gets."""
+    assert contacts.bulk_normalize_phone(phone, region) == contacts.try_normalize_phone(phone, region)
+    assert contacts.bulk_normalize_email(email) == contacts.try_normalize_email(email)

@@ -17,7 +17,7 @@ from crmcli.core import audit, settings
 from crmcli.core.clock import utcnow
 from crmcli.core.command import current_command
 from crmcli.core.context import StoreContext
-from crmcli.core.contacts import try_normalize_email, try_normalize_phone
+from crmcli.core.contacts import bulk_normalize_email, bulk_normalize_phone
 from crmcli.core.customers import (C, CP, CODE_PATTERN, CONTROL_CHARS, GENDERS, MAX_TEXT, TAG, CustomerEdit,
                                    CustomerInput, _scalar_fields, _validated_contacts, edit_customer, get,
                                    parse_consent, resolve, parse_pref, parse_tag, tag_customer,
@@ -36,6 +36,8 @@ CONSENT = Consent.__table__
 PREF = Preference.__table__
 _LIST_SPLIT = re.compile(r"\s*[;,，；、\n]\s*")
 _PHONE_SPLIT = re.compile(r"\s*[;,，；/\n]\s*")
+_LIST_SEPARATORS = re.compile(r"[;,，；、\n]")  # a cell without any of these is one value (split would say so)
+_PHONE_SEPARATORS = re.compile(r"[;,，；/\n]")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 # The names core.customers gives fields in its errors → this importer's field names.
 _ERROR_FIELDS = {"tag": "tags", "preference": "preferences", "consent": "consent_email",
@@ -110,6 +112,7 @@ class CustomerHandler(PlannedHandler):
         self.next_id = next_id(session, C, "customer")
         self.command = current_command.get()
         self._dates: dict[tuple[str, str], str | None | RowError] = {}
+        self._birthdays: dict[str, Any] = shared_cache("birthday", ctx.today, options.date_format)
 
     def column_of(self, field_name: str | None) -> str | None:
         if field_name is None or self.plan is None:
@@ -200,17 +203,17 @@ class CustomerHandler(PlannedHandler):
             elif key == "phone":
                 region = self.ctx.region
                 for v in raw:
-                    for part in _PHONE_SPLIT.split(v):
+                    for part in _PHONE_SPLIT.split(v) if _PHONE_SEPARATORS.search(v) else (v,):
                         if part:
-                            phone = try_normalize_phone(part, region)
+                            phone = bulk_normalize_phone(part, region)
                             if phone is None:
                                 return None
                             phones.append(phone)
             elif key == "email":
                 for v in raw:
-                    for part in _LIST_SPLIT.split(v):
+                    for part in _LIST_SPLIT.split(v) if _LIST_SEPARATORS.search(v) else (v,):
                         if part:
-                            email = try_normalize_email(part)
+                            email = bulk_normalize_email(part)
                             if email is None:
                                 return None
                             emails.append(email)
@@ -252,7 +255,7 @@ class CustomerHandler(PlannedHandler):
     def _birthday(self, raw: str) -> Any:
         """The birthday the full path would store for this text (each distinct text read once per import, in
         a cache the handlers of all its steps share), or None: let the full path decide."""
-        cache = shared_cache("birthday", self.ctx.today, self.options.date_format)
+        cache = self._birthdays
         found = cache.get(raw)
         if found is None:
             try:
