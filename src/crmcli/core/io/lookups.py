@@ -30,10 +30,17 @@ _LIVE_SQL = "c.deleted_at IS NULL AND c.erased_at IS NULL"
 
 def _in(session: Session, sql: str, values: list[str], *, first: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` whose ``{marks}`` become one placeholder per value (the driver's own style)."""
-    connection = session.connection()
+    connection = session.connection()  # begins the session's transaction if need be
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     text = sql.format(marks=", ".join([mark] * len(values)), mark=mark)
-    return [tuple(r) for r in connection.exec_driver_sql(text, (*first, *values))]
+    # The DBAPI cursor of that same connection: its tuples as they come (a result row object per value found,
+    # turned back into a tuple, cost more than the query on a big import).
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(text, (*first, *values))
+        return [tuple(r) for r in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 def by_code(session: Session, codes: Iterable[str], *, live_only: bool = True) -> dict[str, int]:
