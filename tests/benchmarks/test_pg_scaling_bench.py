@@ -1,12 +1,18 @@
 """PostgreSQL scales at least as well as SQLite (issue #11: "bulk paths use what PostgreSQL is fast at ... so
 imports and recomputes scale at least as well as on SQLite").
 
-For a small and a 4x larger shop (CRM_BENCH_PG_CUSTOMERS customers, default 5,000, with 4 purchases each),
+Three shop sizes, N, 2N and 4N customers (CRM_BENCH_PG_CUSTOMERS = N, default 5,000) with 4 purchases each;
 the real `crm` commands run in child processes against a fresh SQLite file and a fresh PostgreSQL database
-(CRM_BENCH_PG): `import customers`, `import purchases`, `tier recompute`. Growth = time at 4N / time at N, by
-wall time (the server's work happens in its own processes, so the client's CPU time would flatter
-PostgreSQL). It prints every time and both growth factors; it fails when PostgreSQL's growth exceeds
-SQLite's by more than GROWTH_TOLERANCE (timing noise on a shared machine), or when rows are missing.
+(CRM_BENCH_PG): `import customers`, `import purchases`, `tier recompute`, each size twice, the faster run
+kept. Scaling is measured by the marginal cost per row: m1 = (t(2N) - t(N)) / N and m2 = (t(4N) - t(2N)) / 2N.
+A linear cost gives m2/m1 = 1; a cost that grows with the data (the nested-loop lookups PostgreSQL ran
+before its statistics were refreshed) gives m2/m1 >> 1. Start-up and other fixed costs cancel out, which a
+plain t(4N)/t(N) would not (SQLite's fixed share is larger, so its ratio looked better). Wall time: the
+server's work happens in its own processes. It prints every time and both m2/m1; it fails when PostgreSQL's
+m2/m1 exceeds SQLite's (at least 1; 1 when SQLite's is not a plausible measurement) by more than
+MARGINAL_TOLERANCE (timing noise on a shared machine), or when rows are missing. Run on the code before
+COPY and the statistics refresh (commit 07c8804, N = 2,000) it fails: PostgreSQL's customer import took
+5.7 / 9.8 / 65.5 s (m2/m1 6.75) and its purchase import m2/m1 was 12.5.
 
 CRM_BENCH_PG names the server like CRM_TEST_PG does (CRM_TEST_PG itself would turn the run into the suite's
 PostgreSQL run, which skips tests that open no store through the fixtures):
@@ -14,7 +20,11 @@ PostgreSQL run, which skips tests that open no store through the fixtures):
     CRM_BENCH_PG=postgresql+psycopg://postgres@localhost:55432/postgres \
         pytest tests/benchmarks/test_pg_scaling_bench.py -m benchmark -s
 
-Measured 2026-11-30 (2 shared cores, the server on the same machine; see docs/postgresql.md for the table).
+Measured 2026-11-30 (2 shared cores, the server on the same machine, load average ~3), N = 20,000, one run:
+  import customers  SQLite 4.52 / 5.40 / 8.35 s (m2/m1 1.66), PostgreSQL 7.96 / 13.46 / 26.27 s (1.17);
+  import purchases  SQLite 11.46 / 23.18 / 55.07 s (1.36), PostgreSQL 15.61 / 28.81 / 59.75 s (1.17);
+  tier recompute    SQLite 2.95 / 3.85 / 4.98 s (0.63), PostgreSQL 7.30 / 14.29 / 27.67 s (0.96).
+At N = 5,000 the differences drown in noise (a 5k run slower than the 10k one); use N >= 20,000.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ pytestmark = [pytest.mark.benchmark,
               pytest.mark.skipif(not os.environ.get("CRM_BENCH_PG"), reason="needs CRM_BENCH_PG (a PostgreSQL server)")]
 
 BASE = int(os.environ.get("CRM_BENCH_PG_CUSTOMERS", "5000"))
-GROWTH_TOLERANCE = 1.25
+MARGINAL_TOLERANCE = 1.5
+RUNS = int(os.environ.get("CRM_BENCH_PG_RUNS", "2"))
 CRM = str(Path(sys.executable).with_name("crm"))
 STEPS = (("import customers", ("import", "customers", "{customers}", "--format", "json")),
          ("import purchases", ("import", "purchases", "{purchases}", "--format", "json")),
@@ -87,21 +98,35 @@ def run_shop(db: str, files: dict[str, str], n: int) -> dict[str, float]:
     return times
 
 
-def test_postgresql_grows_no_faster_than_sqlite(tmp_path: Path) -> None:
-    sizes = (BASE, 4 * BASE)
-    results: dict[tuple[str, int], dict[str, float]] = {}
-    for n in sizes:
-        files = write_files(tmp_path, n)
-        results[("sqlite", n)] = run_shop(str(tmp_path / f"shop-{n}.sqlite"), files, n)
-        results[("postgresql", n)] = run_shop(new_pg_database(f"crm_bench_{n}"), files, n)
-    print(f"\nload average {os.getloadavg()[0]:.1f}; customers {sizes[0]:,} -> {sizes[1]:,} "
-          f"(purchases {4 * sizes[0]:,} -> {4 * sizes[1]:,}); wall seconds")
-    print(f"{'step':18} {'SQLite N':>9} {'SQLite 4N':>10} {'growth':>7}   {'PG N':>7} {'PG 4N':>7} {'growth':>7}")
+def test_postgresql_scales_at_least_as_well_as_sqlite(tmp_path: Path) -> None:
+    sizes = (BASE, 2 * BASE, 4 * BASE)
+    best: dict[tuple[str, int], dict[str, float]] = {}
+    for run in range(RUNS):
+        for n in sizes:
+            files = write_files(tmp_path, n)
+            for kind in ("sqlite", "postgresql"):
+                db = (str(tmp_path / f"shop-{n}-{run}.sqlite") if kind == "sqlite"
+                      else new_pg_database(f"crm_bench_{n}_{run}"))
+                times = run_shop(db, files, n)
+                old = best.setdefault((kind, n), times)
+                best[(kind, n)] = {k: min(v, old[k]) for k, v in times.items()}
+    print(f"\nload average {os.getloadavg()[0]:.1f}; customers {sizes[0]:,} / {sizes[1]:,} / {sizes[2]:,} with 4 "
+          f"purchases each; wall seconds, best of {RUNS}; m2/m1 = marginal cost per row 2N..4N over N..2N")
+    print(f"{'step':17} {'SQLite':>22} {'m2/m1':>6}   {'PostgreSQL':>22} {'m2/m1':>6}")
     worse = []
     for label, _args in STEPS:
-        s1, s4 = results[("sqlite", sizes[0])][label], results[("sqlite", sizes[1])][label]
-        p1, p4 = results[("postgresql", sizes[0])][label], results[("postgresql", sizes[1])][label]
-        print(f"{label:18} {s1:9.2f} {s4:10.2f} {s4 / s1:6.2f}x   {p1:7.2f} {p4:7.2f} {p4 / p1:6.2f}x")
-        if p4 / p1 > GROWTH_TOLERANCE * (s4 / s1):
-            worse.append(f"{label}: PostgreSQL {p4 / p1:.2f}x vs SQLite {s4 / s1:.2f}x")
-    assert not worse, "PostgreSQL grows faster than SQLite: " + "; ".join(worse)
+        ratio = {}
+        cells = {}
+        for kind in ("sqlite", "postgresql"):
+            t = [best[(kind, n)][label] for n in sizes]
+            m1, m2 = (t[1] - t[0]) / sizes[0], (t[2] - t[1]) / (2 * sizes[0])
+            ratio[kind] = m2 / m1 if m1 > 0 else float("inf")
+            cells[kind] = " / ".join(f"{x:5.2f}" for x in t)
+        print(f"{label:17} {cells['sqlite']:>22} {ratio['sqlite']:6.2f}   {cells['postgresql']:>22} "
+              f"{ratio['postgresql']:6.2f}")
+        # SQLite's own ratio is the reference when it is a measurement (a noisy run can make m1 <= 0 or the
+        # ratio absurd; then linear, 1, is).
+        reference = ratio["sqlite"] if 1.0 <= ratio["sqlite"] <= 3.0 else 1.0
+        if ratio["postgresql"] > MARGINAL_TOLERANCE * reference:
+            worse.append(f"{label}: PostgreSQL m2/m1 {ratio['postgresql']:.2f} vs SQLite {ratio['sqlite']:.2f}")
+    assert not worse, "PostgreSQL's cost per row grows with the data faster than SQLite's: " + "; ".join(worse)
