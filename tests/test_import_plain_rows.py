@@ -74,7 +74,7 @@ def _handler(session, date_format: str | None = None) -> CustomerHandler:  # typ
     return CustomerHandler(session, ctx, 1, None, Options(kind="customers", date_format=date_format))
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fields=rows, date_format=st.sampled_from([None, "%d/%m/%Y"]))
 @example(fields={"name": "王芳", "phone": ["13800138000"], "email": ["Ann@Example.COM"], "birthday": "1990-03-01",
                  "city": "上海", "tags": ["vip"]}, date_format=None)

@@ -16,12 +16,16 @@ docs/import-export.md.
 
     CRM_BENCH_CUSTOMERS=100000 CRM_BENCH_PURCHASES=500000 pytest tests/benchmarks/test_import_bench.py -m benchmark -s
 
-Measured 2026-11-30 (2 shared cores, load average 4-15; ratios wall / CPU):
-  customers 1,000,000 (full size, commit bf96cb3): floor 56.3 s CPU, crm 272.9 s CPU -> 0.32x / 0.21x, 146 MB;
-  customers   100,000 (commit 907c58c): floor 4.4 s CPU, crm 25.2 s CPU -> 0.18x / 0.18x, 123 MB;
-  purchases   500,000 (same run): floor 46.6 s CPU, crm 104.4 s CPU -> 0.37x / 0.45x, 88 MB.
-  repeat at 100,000 / 500,000: customers 0.18x / 0.16x (125 MB), purchases 0.44x / 0.34x (80 MB).
-  The full-size purchases run (5,000,000) was not completed (stopped: too slow on the shared machine).
+Measured 2026-11-30 (2 shared cores; ratios wall / CPU; CPU is the meaningful one on the shared machine):
+  after the import throughput work (plain-row quick check, collector thresholds, shared caches, DBAPI lookups):
+  customers 1,000,000 (full size, commit c9ec515, load 2.0): floor 42.7 s CPU, crm 114.2 s CPU
+    -> 0.45x / 0.37x (aim 0.3x: met), 89 MB;
+  customers   100,000 (commit 1cddeb8, load 2.9): floor 3.5 s CPU, crm 13.2 s CPU -> 0.25x / 0.27x (NOT met;
+    the ~2 s CPU start-up of the crm process is ~15% of it at this size), 81 MB;
+  purchases   500,000 (same run, load 3.9): floor 39.5 s CPU, crm 98.6 s CPU -> 0.33x / 0.40x (aim 0.5x: NOT met),
+    124 MB.
+  before it: customers 1,000,000 0.32x / 0.21x (272.9 s CPU); 100,000 0.16-0.18x CPU (25.2 s); purchases 500,000
+  0.34-0.46x CPU (100-119 s). The full-size purchases run (5,000,000) has not been completed.
 """
 
 from __future__ import annotations
