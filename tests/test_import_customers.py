@@ -314,3 +314,16 @@ def test_rows_after_a_mid_batch_write_still_see_the_stored_customers(cli, tmp_pa
     data = imported(cli, "customers", write(tmp_path / "u.csv", text), "--mode", "upsert")
     assert (data["created"], data["updated"]) == (2, 2)
     assert query(cli.db, "SELECT name FROM customer ORDER BY id") == [("Carl",), ("Ann Again",), ("Bob",)]
+
+
+def test_duplicates_within_a_file_of_new_customers_are_rejected(cli, tmp_path):
+    """A batch with nothing in the store (the quick decision in apply) still refuses a repeated phone, e-mail or
+    code, naming the earlier line."""
+    text = ("name,phone,email,code\nAnn,13900000001,ann@example.com,\nBob,139 0000 0001,,\n"
+            "Carl,13900000003,ANN@example.com,\nDora,13900000004,,K1\nEve,13900000005,,K1\n")
+    data = imported(cli, "customers", write(tmp_path / "d.csv", text), "--partial", code=5)
+    assert [(r["line"], r["column"], r["value"]) for r in data["rejects"]] == [
+        (3, "phone", "+8613900000001"), (4, "email", "ann@example.com"), (6, "code", "K1")]
+    assert all("of this file already has" in r["reason"] for r in data["rejects"])
+    assert "Line 2 of this file" in data["rejects"][0]["reason"]
+    assert query(cli.db, "SELECT name FROM customer ORDER BY id") == [("Ann",), ("Dora",)]
