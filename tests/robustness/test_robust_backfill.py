@@ -101,7 +101,9 @@ def test_backfill_killed_half_way_keeps_whole_steps_and_a_rerun_finishes(tmp_pat
 
 
 def test_ctrl_c_stops_backfill_between_steps_and_says_what_was_kept(tmp_path: Path) -> None:
-    db = shop(tmp_path / "shop.sqlite", customers=400, purchases=4000)
+    # Big enough that the backfill is still running when the first step's commit has been seen and SIGINT
+    # arrives (4,000 sales finished within that moment once the earning hook got faster; 10,000 did not, 3 runs of 3).
+    db = shop(tmp_path / "shop.sqlite", customers=500, purchases=10000)
     proc = subprocess.Popen([PY, "-m", "crmcli", "--db", str(db), *BACKFILL], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=crm_env())
     try:
