@@ -61,7 +61,8 @@ def crm_ok(db: Path, *args: str, tz: str | None = None) -> str:
 
 #: Wraps every sqlite3 connection the process opens: a progress handler counts "ticks" (every N virtual-machine
 #: instructions, so also inside executemany and COMMIT) and SIGKILLs the process at tick K; ``commit`` kills
-#: right before or right after the first COMMIT that wrote something. Nothing in crmcli knows about it.
+#: right before or right after the first COMMIT that wrote something ("before", "after"), or sends it SIGINT
+#: (Ctrl-C) right after that COMMIT ("interrupt-after"). Nothing in crmcli knows about it.
 HOOKS = r"""
 import json, os, signal, sqlite3, sqlite3.dbapi2, sys, time
 CFG = {"kill_at": 0, "kill_commit": "", "every": 500, "tick_file": None, "t0": time.monotonic()}
@@ -100,6 +101,8 @@ class _KillConnection(sqlite3.Connection):
             ticks[3] += 1
             if CFG["kill_commit"] == "after" and ticks[3] == 1:
                 _die()
+            if CFG["kill_commit"] == "interrupt-after" and ticks[3] == 1:  # Ctrl-C right after the first step
+                os.kill(os.getpid(), signal.SIGINT)
 
 _connect = sqlite3.dbapi2.connect
 def _wrapped(*a, **k):
