@@ -74,6 +74,11 @@ def configure(env, restart_clock=False):
     if restart_clock:
         CFG["t0"] = time.monotonic()
     ticks[:] = [0, None, None, 0]
+    if CFG["kill_commit"] == "interrupt-after":
+        # A process started in the background by a non-interactive shell (cron, `cmd &` in a script, a CI
+        # runner) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: act like a
+        # terminal's foreground process, which is what this simulates.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def _die():
     os.kill(os.getpid(), signal.SIGKILL)
