@@ -72,6 +72,7 @@ def _run(kind: str, file: str, *, mode: str = "create", match: str = "code,email
         writer = reading.RejectsWriter(rejects, headers, source.delimiter) if rejects else None
         options = importer.Options(kind=kind, source=source.name, mode=mode, match=keys, partial=partial,
                                    dry_run=dry_run, date_format=date_format, allow_duplicate=allow_duplicate,
+                                   input_bytes=source.size,
                                    extra={"preset": preset, "map": map_ or [], "ignore": ignore or [],
                                           "keep_extra": keep_extra, "encoding": source.encoding})
         result = importer.Result(kind=kind, source=source.name, mode=mode)

@@ -7,9 +7,11 @@ writer that waits longer than the busy timeout gets a clear "busy" error, not a 
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,6 +178,98 @@ def create_sqlite_file(path: Path) -> None:
     """Create an empty file readable by its owner only (customer data is personal data)."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
+
+
+def remove_sqlite_file(path: Path) -> None:
+    for extra in ("", "-journal", "-wal", "-shm"):
+        Path(str(path) + extra).unlink(missing_ok=True)
+
+
+def backup_into(src_conn: Any, dest: Path, key: str | None) -> Any:
+    """Copy the database behind the DB-API connection ``src_conn`` into the new file ``dest`` (owner-only,
+    encrypted with ``key`` when given) and return the open copy; nothing is left at ``dest`` on failure.
+
+    SQLite's online backup copies one consistent snapshot in one step; in WAL mode it holds only a read lock,
+    so writers go on meanwhile."""
+    create_sqlite_file(dest)
+    try:
+        dst = connect(dest, key)
+        try:
+            src_conn.backup(dst)
+        except BaseException:
+            dst.close()
+            raise
+        return dst
+    except BaseException:
+        remove_sqlite_file(dest)
+        raise
+
+
+SCRATCH_MARK = ".scratch-"
+
+
+@contextmanager
+def scratch_copy(store: Store) -> Iterator[Store]:
+    """A private, throwaway copy of an SQLite store, for work that must see the whole store but never change it
+    and must not hold its write lock for long (a dry-run import of a large file; issue #10).
+
+    The copy lies next to the store (or in the temporary directory when that one is not writable), is
+    encrypted like the store, and is removed afterwards; one left behind by a killed process is removed by
+    the next copy of the same store."""
+    assert store.path is not None, "a scratch copy is for store files"
+    name = f"{store.path.name}{SCRATCH_MARK}"
+    folders = [store.path.parent, Path(tempfile.gettempdir())]
+    for folder in folders:
+        _remove_stale_scratch(folder, name)
+    raw = store.engine.raw_connection()
+    copy: Any = None
+    try:
+        with translate_errors(store.location):
+            for folder in folders:
+                dest = folder / f"{name}{os.getpid()}"
+                try:
+                    copy = backup_into(raw.dbapi_connection, dest, store.key)
+                    break
+                except PermissionError:
+                    if folder == folders[-1]:
+                        raise
+    finally:
+        raw.close()
+    try:
+        if store.key is not None:
+            engine = _sqlcipher_engine(dest, store.key, copy)
+        else:
+            copy.close()
+            engine = sa.create_engine(f"sqlite:///{dest}")
+        _configure_sqlite(engine)
+        scratch = Store(engine, dest, store.key)
+        try:
+            yield scratch
+        finally:
+            scratch.dispose()
+    finally:
+        remove_sqlite_file(dest)
+
+
+def _remove_stale_scratch(folder: Path, name: str) -> None:
+    try:
+        found = list(folder.glob(f"{glob.escape(name)}*"))
+    except OSError:
+        return
+    for path in found:
+        pid = path.name[len(name):]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
+            remove_sqlite_file(path)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def open_store(location: str | None = None, *, create: bool = False, migrate: bool = True,

@@ -153,7 +153,7 @@ def open_source(path: str, *, encoding: str | None = None, delimiter: str | None
     sample = head.decode(enc, errors="ignore").lstrip("\ufeff")
     first = next((line for line in sample.splitlines() if line.strip()), "")
     delim = parse_delimiter(delimiter) if delimiter else sniff_delimiter(first)
-    size = None
+    size = len(head) if complete else None  # a short standard input was read whole
     if path != "-":
         import os
 

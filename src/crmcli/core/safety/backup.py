@@ -23,7 +23,7 @@ from crmcli.core.safety.files import fsync_dir, temp_beside
 from crmcli.errors import Conflict, CrmError, InvalidInput, StoreError, UsageError
 from crmcli.i18n import _
 from crmcli.store import keys, migrations
-from crmcli.store.engine import Store, create_sqlite_file, store_error_from
+from crmcli.store.engine import Store, backup_into, remove_sqlite_file, store_error_from
 
 STAMP = "%Y%m%d-%H%M%S"
 
@@ -58,11 +58,9 @@ def timestamped(folder: Path, store_path: Path, now: datetime | None = None, tag
 
 def copy_database(src_conn: Any, dest: Path, key: str | None) -> None:
     """Online-backup ``src_conn`` into ``dest`` (created 0600), one self-contained checked file, else nothing."""
-    create_sqlite_file(dest)
+    dst = backup_into(src_conn, dest, key)
     try:
-        dst = keys.connect(dest, key)
         try:
-            src_conn.backup(dst)
             dst.execute("PRAGMA journal_mode = DELETE")
             problem = integrity_problem(dst)
         finally:
@@ -73,8 +71,7 @@ def copy_database(src_conn: Any, dest: Path, key: str | None) -> None:
         with dest.open("rb+") as f:
             os.fsync(f.fileno())
     except BaseException:
-        for extra in ("", "-journal", "-wal", "-shm"):
-            Path(str(dest) + extra).unlink(missing_ok=True)
+        remove_sqlite_file(dest)
         raise
 
 
