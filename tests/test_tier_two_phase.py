@@ -126,3 +126,90 @@ def test_the_last_attempt_computes_under_the_write_lock(shop: Any, monkeypatch: 
     assert len(calls) == classify.ATTEMPTS + 1  # each read phase, then once more inside the write transaction
     assert result.run_id is not None
     assert len(_tiers(path)) == len(ids)
+
+
+def _many(tmp_path: Path, customers: int) -> tuple[Any, Path]:
+    """A store with ``customers`` customers, each with one or two purchases (written straight with sqlite3)."""
+    from crmcli.core.stores import init_store
+
+    path = tmp_path / "many.sqlite"
+    init_store(str(path), currency="CNY", region="CN", timezone="Asia/Shanghai").store.dispose()
+    conn = sqlite3.connect(path)
+    stamp = "2025-01-01 00:00:00.000000"
+    conn.executemany("INSERT INTO customer (id, code, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                     [(i, f"C{i:05d}", f"Customer {i}", stamp, stamp) for i in range(1, customers + 1)])
+    rows, pid = [], 0
+    for i in range(1, customers + 1):
+        for k in range(1 + i % 2):
+            pid += 1
+            day = (AS_OF - timedelta(days=(i * 7 + k * 40) % 500)).isoformat()
+            rows.append((pid, i, "sale", 1000 + i * 13 % 9000, day + " 04:00:00.000000", day, stamp))
+    conn.executemany("INSERT INTO purchase (id, customer_id, kind, amount_minor, purchased_at, purchased_on, "
+                     "quantity, created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)", rows)
+    conn.commit()
+    conn.close()
+    from crmcli.store.engine import open_store
+
+    return open_store(str(path)), path
+
+
+@pytest.mark.parametrize("kind", ["recompute", "rfm"])
+def test_the_write_transaction_runs_a_fixed_number_of_statements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  kind: str) -> None:
+    """Issue #10: a run that changes every row (a first run at 1M customers writes two million rows) holds the
+    write lock for SQLite's own work only. The rows are bound into TEMP tables in the read phase; the write
+    transaction moves them with INSERT ... SELECT, so it executes the same few statements for 600 changed
+    customers as for 6 (the code before bound every row inside the write transaction: 1,200 executions)."""
+    from crmcli.core import classify
+    from crmcli.store import engine
+
+    store, path = _many(tmp_path, 600)
+    executed: list[str] = []
+    begin_writing = engine.begin_writing
+
+    def traced_begin(dbapi_conn: Any) -> None:  # every write transaction of the store starts here
+        begin_writing(dbapi_conn)
+        done = []
+
+        def trace(sql: str) -> None:
+            if not done:
+                executed.append(sql)
+                if sql.strip().upper() in ("COMMIT", "ROLLBACK"):
+                    done.append(1)
+        dbapi_conn.set_trace_callback(trace)
+
+    monkeypatch.setattr(engine, "begin_writing", traced_begin)
+    run = classify.recompute if kind == "recompute" else classify.rfm
+    result, _ = classify.run_two_phase(store, _ctx, lambda s, c: run(s, c, defer=True))
+    store.dispose()
+    assert result.changed_rows == (600 if kind == "recompute" else 469)  # rfm: the customers with a sale in the window
+    assert executed and len(executed) < 40, executed[:50]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM customer_class").fetchone()[0] == result.changed_rows
+        if kind == "recompute":
+            assert conn.execute("SELECT count(*) FROM class_history").fetchone()[0] == 600
+        assert conn.execute("SELECT count(*) FROM sqlite_temp_master").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_staging_the_rows_takes_no_write_lock(shop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process writes (no busy wait) right after the read phase staged the rows to write."""
+    from crmcli.core import classify
+
+    store, path, ids = shop
+    stage = classify.Writes.stage
+    staged = []
+
+    def stage_then_write(self: Any, session: Any) -> None:
+        if self.staged:  # save() in the write phase: nothing left to stage
+            return
+        stage(self, session)
+        staged.append(self.staged)
+        _write_now(path)  # "database is locked" if staging had taken the write lock
+
+    monkeypatch.setattr(classify.Writes, "stage", stage_then_write)
+    result, _ = classify.run_two_phase(store, _ctx, lambda s, c: classify.recompute(s, c, defer=True))
+    assert staged == [True] and result.run_id is not None
+    assert len(_tiers(path)) == len(ids)
