@@ -213,3 +213,49 @@ def test_staging_the_rows_takes_no_write_lock(shop: Any, monkeypatch: pytest.Mon
     result, _ = classify.run_two_phase(store, _ctx, lambda s, c: classify.recompute(s, c, defer=True))
     assert staged == [True] and result.run_id is not None
     assert len(_tiers(path)) == len(ids)
+
+
+def _dump(path: Path) -> tuple[list[Any], list[Any]]:
+    conn = sqlite3.connect(path)
+    try:
+        return (conn.execute("SELECT * FROM customer_class ORDER BY customer_id").fetchall(),
+                conn.execute("SELECT id, run_id, customer_id, kind, from_value, to_value, net_minor, orders, "
+                             "tenure_days, share_bp, basis_minor, note FROM class_history ORDER BY id").fetchall())
+    finally:
+        conn.close()
+
+
+def test_staged_and_direct_writes_store_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SQLite staging (codes packed into one integer, labels and dates made by SQL) stores exactly what the
+    driver's executemany of the Python values stores (the path other databases take): same values, same types.
+    Levels (level dates, level history), a pinned customer, a second run 200 days later, then an rfm run."""
+    from crmcli.core import classify, customers, levels, tiers
+    from crmcli.core.context import StoreContext
+
+    def run(staged: bool, sub: str) -> tuple[list[Any], list[Any]]:
+        (tmp_path / sub).mkdir()
+        store, path = _many(tmp_path / sub, 300)
+        if not staged:
+            monkeypatch.setattr(classify.Writes, "stage", lambda self, target: None)
+        with store.write() as session:
+            ctx = StoreContext.load(session, AS_OF)
+            levels.add_level(session, ctx, name="silver", threshold="50")
+            levels.add_level(session, ctx, name="gold", threshold="150")
+            tiers.pin(session, customers.get(session, 7), "A", "key account", AS_OF)
+        for day in (AS_OF, AS_OF + timedelta(days=200)):
+            result, _ = classify.run_two_phase(store, lambda s, d=day: StoreContext.load(s, d),
+                                               lambda s, c: classify.recompute(s, c, defer=True))
+            assert result.run_id is not None
+        classify.run_two_phase(store, lambda s: StoreContext.load(s, AS_OF + timedelta(days=201)),
+                               lambda s, c: classify.rfm(s, c, defer=True))
+        store.dispose()
+        monkeypatch.undo()
+        return _dump(path)
+
+    staged = run(True, "staged")
+    direct = run(False, "direct")
+    assert staged == direct
+    rows, history = staged
+    assert {r[11] for r in rows} > {None}  # level dates were written
+    assert {h[3] for h in history} == {"tier", "level"}
+    assert len({h[1] for h in history}) == 3  # the pin's row and both recomputes' rows

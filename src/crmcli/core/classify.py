@@ -455,21 +455,102 @@ CLASS_STAGE, HIST_STAGE = "crm_class_stage", "crm_history_stage"  # TEMP tables,
 
 
 @dataclass
+class Col:
+    """One column of rows to write, kept as numpy codes until the rows are written.
+
+    kind ``int``: integers (``none``: the value that stands for NULL); ``code``: indexes into ``labels`` (fixed
+    words, numbers or None; -1 = the last label); ``date``: epoch days (NO_DATE = NULL); ``text``: driver
+    values as they are (user text such as level names); ``const``: ``labels[0]`` on every row."""
+
+    kind: str
+    values: Any = None
+    labels: tuple[Any, ...] = ()
+    none: int | None = None
+
+    def driver(self, session: Session, n: int) -> Any:
+        """The values as the driver takes them (a numpy object or integer array)."""
+        import numpy as np
+
+        if self.kind == "code":
+            return _labels(self.values, self.labels)
+        if self.kind == "date":
+            return _dates(session, self.values)
+        if self.kind == "text":
+            return np.asarray(self.values, dtype=object)
+        if self.kind == "const":
+            return np.full(n, self.labels[0], dtype=object)
+        return self.values if self.none is None else _nullable(self.values, self.none)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(int(value))
+    assert re.fullmatch(r"[A-Za-z_]+", value), value  # fixed words only, never user text
+    return f"'{value}'"
+
+
+def _stage_statement(table: str, cols: dict[str, Col]) -> tuple[str, list[Any]]:
+    """SQLite: an INSERT into ``table`` taking few parameters per row, and the parameter columns. All ``code``
+    columns travel packed in one integer (?1) and are turned back into their labels by SQL ``CASE``
+    expressions; dates are formatted by SQL. Binding fewer Python values per row is what makes staging fast
+    (it is the most of its cost: about 5 us per row of 13 values)."""
+    import numpy as np
+
+    n = len(next(c.values for c in cols.values() if c.kind != "const"))
+    packed = np.zeros(n, dtype=np.int64)
+    params: list[Any] = [packed]
+    exprs, shift = [], 0
+    for col in cols.values():
+        if col.kind == "code":
+            k = len(col.labels)
+            bits = max(1, (k - 1).bit_length())
+            packed |= (np.asarray(col.values, dtype=np.int64) % k) << shift  # -1 -> the last label
+            whens = " ".join(f"WHEN {i} THEN {_literal(v)}" for i, v in enumerate(col.labels))
+            exprs.append(f"CASE (?1 >> {shift}) & {(1 << bits) - 1} {whens} END")
+            shift += bits
+            assert shift <= 62, "too many codes for one integer"
+        elif col.kind == "const":
+            exprs.append(_literal(col.labels[0]))
+        elif _all_null(col):  # e.g. no levels defined: nothing to bind
+            exprs.append("NULL")
+        else:
+            params.append(col.values)
+            ref = f"?{len(params)}"
+            if col.kind == "date":
+                exprs.append(f"CASE WHEN {ref} = {NO_DATE} THEN NULL ELSE date({ref} * 86400, 'unixepoch') END")
+            elif col.kind == "int" and col.none is not None:
+                exprs.append(f"NULLIF({ref}, {col.none})")
+            else:
+                exprs.append(ref)
+    return f"INSERT INTO temp.{table} ({', '.join(cols)}) VALUES ({', '.join(exprs)})", params
+
+
+def _all_null(col: Col) -> bool:
+    import numpy as np
+
+    if col.kind == "text":
+        return all(v is None for v in col.values)
+    none = NO_DATE if col.kind == "date" else col.none
+    return none is not None and bool(np.all(np.asarray(col.values) == none))
+
+
+@dataclass
 class Writes:
-    """What a run writes, in driver form: the customer_class values of the changed customers (ids ascending)
-    and the history rows, without their run id (known only when saving).
+    """What a run writes: the customer_class values of the changed customers (``rows``, with customer_id,
+    ids ascending) and blocks of history rows (HIST_KEYS, without their run id: known only when saving).
 
-    On SQLite, ``stage`` copies the rows into TEMP tables of the session's connection, which takes no lock on
-    the store: ``run_two_phase`` does it in the read phase. ``apply`` then moves them in with three
-    ``INSERT ... SELECT`` statements, so the write lock is held for SQLite's own work on the rows, not for
-    binding millions of Python values one by one (a first recompute at 1M customers: 29.6 s without the write
-    lock for other processes before, see docs/tiers.md). Elsewhere ``apply`` writes the rows with the driver's
-    executemany (PostgreSQL's row locks do not stop other writers)."""
+    On SQLite, ``stage`` copies the rows into TEMP tables of the connection, which takes no lock on the
+    store: ``run_two_phase`` does it between the read and the write phase. ``apply`` then moves them in with
+    two ``INSERT ... SELECT`` statements, so the write lock is held for SQLite's own work on the rows, not
+    for binding millions of Python values one by one (a first recompute at 1M customers: other writers
+    waited 29.6 s for the lock before, see docs/tiers.md). Elsewhere ``apply`` writes the rows with the
+    driver's executemany (PostgreSQL's row locks do not stop other writers)."""
 
-    ids: Any
     found: Any  # bool per row: a customer_class row existed when computed
-    values: dict[str, Any]  # column -> values aligned with ids
-    history: list[list[Any]]  # blocks of columns in HIST_KEYS order
+    rows: dict[str, Col]
+    history: list[dict[str, Col]]
     staged: bool = False
 
     def stage(self, target: Any) -> None:
@@ -477,25 +558,30 @@ class Writes:
         driver connection); a no-op on other databases and once staged."""
         if self.staged or (isinstance(target, Session) and target.connection().dialect.name != "sqlite"):
             return
-        keys = list(self.values)
         _drop_stage(target)
+        keys = [k for k in self.rows if k != "customer_id"]
         _exec(target, f"CREATE TEMP TABLE {CLASS_STAGE} (customer_id INTEGER PRIMARY KEY, {', '.join(keys)})")
-        _driver_executemany(target, f"INSERT INTO temp.{CLASS_STAGE} VALUES ({', '.join('?' * (len(keys) + 1))})",
-                            [self.ids, *self.values.values()])
+        sql, params = _stage_statement(CLASS_STAGE, self.rows)
+        _driver_executemany(target, sql, params)
         _exec(target, f"CREATE TEMP TABLE {HIST_STAGE} (seq INTEGER PRIMARY KEY, {', '.join(HIST_KEYS)})")
         for block in self.history:
-            _driver_executemany(target, f"INSERT INTO temp.{HIST_STAGE} ({', '.join(HIST_KEYS)}) "
-                                f"VALUES ({', '.join('?' * len(HIST_KEYS))})", block)
+            sql, params = _stage_statement(HIST_STAGE, block)
+            _driver_executemany(target, sql, params)
         self.staged = True
-        self.values, self.history = {k: None for k in keys}, []  # keep the column names only
+        self.rows = {k: Col("const") for k in self.rows}  # keep the column names only
+        self.history = []
 
     def apply(self, session: Session, run_id: int) -> None:
+        keys = [k for k in self.rows if k != "customer_id"]
         if not self.staged:
-            write_rows(session, self.ids, self.found, _ones(len(self.ids)), self.values)
+            ids = self.rows["customer_id"].values
+            n = len(ids)
+            write_rows(session, ids, self.found, _ones(n), {k: self.rows[k].driver(session, n) for k in keys})
             for block in self.history:
-                executemany(session, insert(HIST), ["run_id", *HIST_KEYS], [[run_id] * len(block[0]), *block])
+                m = len(block["customer_id"].values)
+                executemany(session, insert(HIST), ["run_id", *HIST_KEYS],
+                            [[run_id] * m, *(block[k].driver(session, m) for k in HIST_KEYS)])
             return
-        keys = list(self.values)
         extra = [k for k in CLASS_NOT_NULL if k not in keys]
         # An upsert: new customers get a row, the others have theirs updated (ids ascending, as the table).
         _exec(session, f"INSERT INTO customer_class (customer_id, {', '.join(keys + extra)}) "
@@ -769,37 +855,42 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
     if dry_run or not changed.any():
         return result
 
-    seg_label = [*SEGMENT_KEYS, None]  # index -1 -> None
-    stage_label = [*STAGE_KEYS, None]
-    rows = np.nonzero(changed)[0]  # only the changed rows are converted to driver values
+    rows = np.nonzero(changed)[0]  # only the changed rows are written
+    scores = (None, 1, 2, 3, 4, 5)
     values = {
-        "tier": _labels(effective[rows], CODE_TIERS), "computed_tier": _labels(computed[rows], CODE_TIERS),
-        "net_minor": net_t[rows], "orders": orders_t[rows], "r_score": _nullable(r[rows], 0),
-        "f_score": _nullable(f[rows], 0), "m_score": _nullable(m[rows], 0),
-        "segment": _labels(seg[rows], seg_label), "stage": _labels(stage[rows], stage_label),
-        "level": _labels(level[rows], level_label),
-        "level_since": _dates(session, since[rows]),
-        "basis_minor": _nullable(basis[rows], NONE_INT),
+        "customer_id": Col("int", ids[rows]),
+        "tier": Col("code", effective[rows], CODE_TIERS), "computed_tier": Col("code", computed[rows], CODE_TIERS),
+        "net_minor": Col("int", net_t[rows]), "orders": Col("int", orders_t[rows]),
+        "r_score": Col("code", r[rows], scores), "f_score": Col("code", f[rows], scores),
+        "m_score": Col("code", m[rows], scores),
+        "segment": Col("code", seg[rows], (*SEGMENT_KEYS, None)), "stage": Col("code", stage[rows], (*STAGE_KEYS, None)),
+        "level": Col("text", _labels(level[rows], level_label)),
+        "level_since": Col("date", since[rows]),
+        "basis_minor": Col("int", basis[rows], none=NONE_INT),
     }
-    history: list[list[Any]] = []
+    history: list[dict[str, Col]] = []
     idx = np.nonzero(tier_changed)[0]
     if len(idx):
         shares = (share[idx] if share is not None else np.full(len(idx), NONE_INT))
-        shares = np.where(net_t[idx] > 0, shares, NONE_INT)
-        k = len(idx)
-        history.append([ids[idx], ["tier"] * k, _labels(stored.tier[idx], CODE_TIERS),
-                        _labels(effective[idx], CODE_TIERS), net_t[idx], orders_t[idx], _nullable(tenure[idx], -1),
-                        _nullable(shares, NONE_INT), [None] * k,
-                        _labels((pins[idx] > 0).astype(np.int64), (None, "pinned"))])
+        history.append({"customer_id": Col("int", ids[idx]), "kind": Col("const", labels=("tier",)),
+                        "from_value": Col("code", stored.tier[idx], CODE_TIERS),
+                        "to_value": Col("code", effective[idx], CODE_TIERS),
+                        "net_minor": Col("int", net_t[idx]), "orders": Col("int", orders_t[idx]),
+                        "tenure_days": Col("int", tenure[idx], none=-1),
+                        "share_bp": Col("int", np.where(net_t[idx] > 0, shares, NONE_INT), none=NONE_INT),
+                        "basis_minor": Col("const", labels=(None,)),
+                        "note": Col("code", (pins[idx] > 0).astype(np.int64), (None, "pinned"))})
     idx = np.nonzero(level_changed)[0]
     if len(idx):
-        k = len(idx)
-        history.append([ids[idx], ["level"] * k, [level_from(i) for i in idx.tolist()],
-                        _labels(level[idx], level_label), net_t[idx], orders_t[idx], _nullable(tenure[idx], -1),
-                        [None] * k, _nullable(basis[idx], NONE_INT), [None] * k])
+        history.append({"customer_id": Col("int", ids[idx]), "kind": Col("const", labels=("level",)),
+                        "from_value": Col("text", [level_from(i) for i in idx.tolist()]),
+                        "to_value": Col("text", _labels(level[idx], level_label)),
+                        "net_minor": Col("int", net_t[idx]), "orders": Col("int", orders_t[idx]),
+                        "tenure_days": Col("int", tenure[idx], none=-1), "share_bp": Col("const", labels=(None,)),
+                        "basis_minor": Col("int", basis[idx], none=NONE_INT), "note": Col("const", labels=(None,))})
     result.run_counts = {"customers": n, "changed": result.changed_rows, "tier": result.tier.as_dict(),
                          "level": result.level.as_dict(), "tiers": result.tiers}
-    result.writes = Writes(ids[rows], stored.found[rows], values, history)
+    result.writes = Writes(stored.found[rows], values, history)
     if not defer:
         result.save(session)
     return result
@@ -865,12 +956,14 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
         return result
 
     rows = np.nonzero(changed)[0]
-    values = {"r_score": _nullable(r[rows], 0), "f_score": _nullable(f[rows], 0),
-              "m_score": _nullable(m[rows], 0), "segment": _labels(seg[rows], [*SEGMENT_KEYS, None]),
-              "stage": _labels(stage[rows], [*STAGE_KEYS, None])}
+    scores = (None, 1, 2, 3, 4, 5)
+    values = {"customer_id": Col("int", ids[rows]), "r_score": Col("code", r[rows], scores),
+              "f_score": Col("code", f[rows], scores), "m_score": Col("code", m[rows], scores),
+              "segment": Col("code", seg[rows], (*SEGMENT_KEYS, None)),
+              "stage": Col("code", stage[rows], (*STAGE_KEYS, None))}
     result.run_counts = {"customers": n, "changed": result.changed_rows, "window_days": window,
                          "segments": {row["segment"] or "none": row["customers"] for row in result.segments}}
-    result.writes = Writes(ids[rows], found[rows], values, [])
+    result.writes = Writes(found[rows], values, [])
     if not defer:
         result.save(session)
     return result
