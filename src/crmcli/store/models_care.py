@@ -12,6 +12,8 @@ from datetime import date, datetime
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from crmcli.store.models import referrer_index
+
 
 class CareTemplate(SQLModel, table=True):
     """A message with placeholders ({name}, {tier}, {points}, {coupon}, ...). Built-in ones (birthday,
@@ -45,7 +47,8 @@ class CareSend(SQLModel, table=True):
 
     __tablename__ = "care_send"
     __table_args__ = (UniqueConstraint("customer_id", "occasion", name="uq_care_send_customer_occasion"),
-                      Index("ix_care_send_occasion", "occasion"))
+                      Index("ix_care_send_occasion", "occasion"),
+                      referrer_index("ix_care_send_interaction", "interaction_id"))
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True)
     occasion: str  # birthday:YYYY | holiday:NAME:YYYY-MM-DD | winback:YYYY-MM

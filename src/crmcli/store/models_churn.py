@@ -20,6 +20,7 @@ from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from crmcli.store import models as _base  # noqa: F401  (customer, interaction: the tables referenced here)
+from crmcli.store.models import referrer_index
 
 
 class ChurnRisk(SQLModel, table=True):
@@ -81,7 +82,8 @@ class ChurnRun(SQLModel, table=True):
 
 class ChurnWinback(SQLModel, table=True):
     __tablename__ = "churn_winback"
-    __table_args__ = (Index("ix_churn_winback_customer_on", "customer_id", "as_of"),)
+    __table_args__ = (Index("ix_churn_winback_customer_on", "customer_id", "as_of"),
+                      referrer_index("ix_churn_winback_interaction", "interaction_id"))
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="churn_run.id", index=True)
     customer_id: int = Field(foreign_key="customer.id")
