@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pg_support
 from crm_helpers import audit_rows, cli, fails, fast_cli, one, query, template_store  # noqa: F401
 
 
@@ -175,3 +176,36 @@ def test_interactions_import_moves_follow_ups_and_a_rerun_is_a_no_op(cli, tmp_pa
     assert [h["type"] for h in history] == ["interaction:phone"] and "回访：满意, ok" in history[0]["summary"]
     again = imported(cli, "interactions", path, "--partial", code=5)
     assert (again["created"], again["unchanged"]) == (0, 2)
+
+
+def test_shop_export_times_are_stored_as_purchase_add_stores_them(cli, tmp_path):
+    """The quick path for '2024-03-01 14:30' times and the stored forms written directly: the same rows in the
+    store as `purchase add --at`, and the same checks (future, out of range, same-batch refs and refunds)."""
+    shop(cli)
+    cli.ok("purchase", "add", "C000001", "10", "--at", "2024-03-01 14:30", "--ref", "BY-HAND", "--as-of", "2024-06-30")
+    text = ("ref,customer_code,kind,amount,purchased_at,refund_of_ref,product\n"
+            "Q1,C000001,sale,10,2024-03-01 14:30,,拿铁\n"
+            "Q2,C000001,sale,20,2024-03-02T23:59:59,,\n"
+            "Q2,C000001,sale,20,2024-03-03 00:00,,\n"  # same ref again in the batch, another day: refused
+            "Q3,C000001,refund,5,2024-03-01 23:00,Q2,\n"  # before its sale (same batch): refused
+            "Q4,C000001,refund,5,2024-03-03 00:00:00,Q2,\n"
+            "Q5,C000001,sale,10,2024-07-01 00:00,,\n"  # the future (as of 2024-06-30, Asia/Shanghai)
+            "Q6,C000001,sale,10,0001-01-01 00:00,,\n"  # before the first representable moment in UTC
+            "Q7,C000001,sale,10,2024-03-01 14:30,,\x07\n")
+    data = imported(cli, "purchases", write(tmp_path / "p.csv", text), "--partial", code=5)
+    reasons = {r["line"]: (r["column"], r["reason"]) for r in data["rejects"]}
+    assert (data["created"], data["rejected"]) == (3, 5), reasons
+    assert "ref" == reasons[4][0] and "before the sale" in reasons[5][1] and "in the future" in reasons[7][1]
+    assert reasons[8] == ("purchased_at", reasons[8][1]) and "out of range" in reasons[8][1]
+    assert reasons[9][0] == "product" and "control characters" in reasons[9][1]
+    if isinstance(cli.db, pg_support.PgDb):  # timestamptz and date columns there: compare what they read back
+        stored = {r["ref"]: r["purchased_at"] for r in cli.json("purchase", "list")}
+        assert stored["Q1"] == stored["BY-HAND"] == "2024-03-01T14:30:00+08:00"
+        assert stored["Q4"] == "2024-03-03T00:00:00+08:00"
+        return
+    stored = dict(query(cli.db, "SELECT ref, purchased_at || '|' || purchased_on FROM purchase"))
+    assert stored["Q1"] == stored["BY-HAND"] == "2024-03-01 06:30:00.000000|2024-03-01"
+    assert stored["Q2"] == "2024-03-02 15:59:59.000000|2024-03-02"
+    assert stored["Q4"] == "2024-03-02 16:00:00.000000|2024-03-03"
+    created = query(cli.db, "SELECT DISTINCT created_at FROM purchase WHERE ref LIKE 'Q%'")
+    assert len(created) == 1 and len(created[0][0]) == 26  # 'YYYY-MM-DD HH:MM:SS.ffffff', as SQLAlchemy writes

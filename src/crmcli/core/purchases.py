@@ -18,7 +18,7 @@ from crmcli.core import audit, hooks
 from crmcli.core.clock import local_to_utc, start_of_day_utc, utc_to_local, utcnow
 from crmcli.core.context import StoreContext
 from crmcli.core.customers import clean_text
-from crmcli.core.dates import moment, parse_datetime
+from crmcli.core.dates import _fail, moment, parse_datetime
 from crmcli.core.money import format_money, money_str, parse_amount
 from crmcli.errors import Conflict, InvalidInput, NotFound
 from crmcli.i18n import _
@@ -52,8 +52,11 @@ def _when(at: str | None, ctx: StoreContext, field: str = "--at") -> tuple[Any, 
         now = moment(ctx.today, ctx.tz)
         return now, utc_to_local(now, ctx.tz).date()
     local = parse_datetime(at, today=ctx.today, field=field)
-    when = local_to_utc(local, ctx.tz)
-    on = utc_to_local(when, ctx.tz).date()  # an explicit offset (…+08:00) still lands on the store's date
+    try:
+        when = local_to_utc(local, ctx.tz)
+        on = utc_to_local(when, ctx.tz).date()  # an explicit offset (…+08:00) still lands on the store's date
+    except OverflowError:  # e.g. 0001-01-01 00:00 east of UTC is before the first representable moment
+        raise _fail(at, field, _("out of range")) from None
     if on > ctx.today:
         raise InvalidInput(_("{field} {value} is in the future.").format(field=field, value=at), field=field, value=at,
                            hint=_("Record purchases when they happen, or pass --as-of."))
