@@ -136,8 +136,10 @@ def _flush_customers(conn: sqlite3.Connection, customers: list, contacts: list) 
     contacts.clear()
 
 
-def floor_purchases(db: Path, path: Path) -> Timer:
+def floor_purchases(db: Path, path: Path, cache_kib: int | None = None) -> Timer:
     conn = sqlite3.connect(db, isolation_level=None)
+    if cache_kib is not None:
+        conn.execute(f"PRAGMA cache_size = -{cache_kib}")
     now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
     timer = Timer().__enter__()
     ids = dict(conn.execute("SELECT code, id FROM customer"))
@@ -202,6 +204,18 @@ def test_import_throughput(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM customer").fetchone()[0] == N_CUSTOMERS
     conn.close()
 
+    if os.environ.get("CRM_BENCH_FLOOR_CACHE"):
+        # For comparison only: the floor with the page cache crm gives its importing connection (the issue's
+        # floor is the plain one above).
+        from crmcli.core.io.rowfields import IMPORT_PAGE_CACHE_KIB
+
+        cached_db = tmp_path / "floor-cached.sqlite"
+        shutil.copy2(floor_db, cached_db)
+        cached = floor_purchases(cached_db, purchases_csv, IMPORT_PAGE_CACHE_KIB)
+        print(f"\npurchases floor with crm's page cache ({IMPORT_PAGE_CACHE_KIB // 1024} MB): {cached.wall:.1f} s wall, "
+              f"{cached.cpu:.1f} s CPU")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{cached_db}{suffix}").unlink(missing_ok=True)
     floor_p = floor_purchases(floor_db, purchases_csv)
     wall_p, cpu_p, rss_p = crm(ours_db, "import", "purchases", str(purchases_csv))
     report("purchases", N_PURCHASES, floor_p, wall_p, cpu_p, rss_p, 0.5)
