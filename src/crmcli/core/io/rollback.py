@@ -27,6 +27,7 @@ from crmcli.core import audit
 from crmcli.core.clock import utcnow
 from crmcli.core.customers import C, CP, TAG, chunked
 from crmcli.core.io import before_images
+from crmcli.core.io.undo import delete_in
 from crmcli.store.models import Consent, Interaction, Preference, Purchase
 from crmcli.store.models_imports import ImportRun
 
@@ -111,24 +112,23 @@ def discard(session: Session, run_id: int) -> Discarded:
         out.restored = len(restored)
         kept = _referenced(session, ids, "customer", OWN | DERIVED, run_id) | set(changed_meanwhile)
         gone = [i for i in ids if i not in kept]
-        _delete_where(session, gone, [(t, c) for t, c in _references(session, "customer") if t in DERIVED])
+        for t, c in _references(session, "customer"):
+            if t in DERIVED:
+                delete_in(session, t, c, gone)
         for child in (CP, TAG, Consent.__table__, Preference.__table__):
-            for part in chunked(gone):
-                session.execute(delete(child).where(child.c.customer_id.in_(part)))
+            delete_in(session, child.name, "customer_id", gone)
         entity = "customer"
     elif run.kind == "purchases":
         kept = _referenced(session, ids, "purchase", {"points_ledger"}, run_id) | _points_used(session, ids)
         gone = [i for i in ids if i not in kept]
         _remove_points(session, gone, run_id)
-        for part in reversed(chunked(gone)):  # refunds before their sales
-            session.execute(delete(P).where(P.c.id.in_(part), P.c.kind == "refund"))
+        delete_in(session, "purchase", "id", gone, also="kind = 'refund'")  # refunds before their sales
         entity = "purchase"
     else:
         kept = _referenced(session, ids, "interaction", set(), run_id)
         gone = [i for i in ids if i not in kept]
         entity = "interaction"
-    for part in reversed(chunked(gone)):
-        session.execute(delete(table).where(table.c.id.in_(part)))
+    delete_in(session, table.name, "id", gone)
     out.removed, out.kept = len(gone), sorted(kept)
     if kept:
         session.execute(update(RUN).where(RUN.c.id == run_id).values(status="failed", owner=None,
@@ -192,8 +192,3 @@ def _remove_points(session: Session, purchase_ids: list[int], run_id: int) -> No
         session.execute(text(f"DELETE FROM points_ledger WHERE purchase_id IN ({marks})"))
     session.execute(text("DELETE FROM points_ledger_unlock WHERE import_id = :id"), {"id": run_id})
 
-
-def _delete_where(session: Session, ids: list[int], targets: list[tuple[str, str]]) -> None:
-    for table, column in targets:
-        for part in chunked(ids):
-            session.execute(text(f'DELETE FROM "{table}" WHERE "{column}" IN ({", ".join(str(int(i)) for i in part)})'))
