@@ -153,6 +153,9 @@ def test_undo_customers_removes_their_contacts_tags_consent_and_preferences(cli,
     del check
     assert [r["action"] for r in audit_rows(cli.db) if r["entity"] in ("customer", "import")][-2:] == [
         "import-undo", "undo"]
+    removal = audit_rows(cli.db, "import-undo")[-1]  # one row per range of removed customers, like import-batch
+    assert (removal["entity_id"], removal["after"]) == (
+        None, {"import_id": 1, "first_id": 1, "last_id": 1, "removed": 1})
 
 
 INTERACTIONS = """customer_code,channel,summary,outcome,occurred_at,next_date
