@@ -52,6 +52,10 @@ class _Pending:
         return self.values[_INDEX[name]]
 
 
+# The optional text columns (their cleaned values fill Prepared in this order) and their longest lengths, as
+# `crm purchase add` checks them.
+_TEXTS = (("product", 200), ("category", 100), ("channel", 50), ("ref", 100), ("note", 2000), ("refund_of_ref", 100))
+
 KINDS = {"sale": "sale", "refund": "refund", "销售": "sale", "退款": "refund", "return": "refund"}
 
 
@@ -84,7 +88,8 @@ class PurchaseHandler(PlannedHandler):
         # Each distinct amount and time is validated once per import (a shop's file repeats them a lot): bounded
         # caches of the valid ones that the handlers of all the import's steps share (an invalid value is
         # checked again, for its message).
-        self._amounts: dict[tuple[str, bool], int] = shared_cache("amount", ctx.currency)
+        self._sale_amounts: dict[str, int] = shared_cache("amount", ctx.currency, True)
+        self._refund_amounts: dict[str, int] = shared_cache("amount", ctx.currency, False)
         self._times: dict[str, tuple[datetime, date]] = shared_cache("purchased_at", ctx.today, ctx.tz,
                                                                       options.date_format)
         self.sqlite = session.get_bind().dialect.name == "sqlite"
@@ -92,57 +97,65 @@ class PurchaseHandler(PlannedHandler):
 
     def prepare(self, row: Row) -> Prepared:
         f = row.fields
+        get = f.get
         key = lookups.customer_key(f, self.ctx.region)
-        kind_raw = f.get("kind", "sale")
-        kind = KINDS.get(kind_raw.strip().lower())
+        kind_raw = get("kind")
+        kind = "sale" if kind_raw is None else KINDS.get(kind_raw.strip().lower())
         if kind is None:
             raise RowError("kind", kind_raw, _("'{value}' is not a kind.").format(value=kind_raw) + " " +
                            _("Use sale or refund."))
-        raw_amount = f.get("amount")
+        raw_amount = get("amount")
         if raw_amount is None:
             raise RowError("amount", None, _("The amount is missing."))
         shown = raw_amount.strip()
-        if kind == "refund" and shown.startswith("-"):
+        sale = kind == "sale"
+        if not sale and shown.startswith("-"):
             shown = shown[1:]  # crmcli's own export writes refunds as negative amounts
-        amount = self._amount(shown, kind == "sale")
-        if isinstance(amount, CrmError):
-            raise RowError.of(amount, "amount", raw_amount)
-        raw_at = f.get("purchased_at")
+        # Each distinct amount is validated once per import (the cache holds only valid ones).
+        amount = (self._sale_amounts if sale else self._refund_amounts).get(shown)
+        if amount is None:
+            amount = self._amount(shown, sale)
+            if isinstance(amount, CrmError):
+                raise RowError.of(amount, "amount", raw_amount)
+        raw_at = get("purchased_at")
         found = quick_when(raw_at, self.ctx) if self._quick_times and raw_at is not None else None
         at, on = found if found is not None else self._when(raw_at)
-        raw_qty = f.get("quantity")
+        raw_qty = get("quantity")
         quantity = 1
         if raw_qty is not None:
             if not raw_qty.strip().isdigit() or not 1 <= int(raw_qty) <= 1_000_000:
                 raise RowError("quantity", raw_qty, _("Quantity {value} is out of range (1 to 1000000).").format(
                     value=raw_qty))
             quantity = int(raw_qty)
-        prepared = Prepared(key=key, kind=kind, amount=amount, at=at, on=on, product=text(f, "product", 200),
-                            category=text(f, "category", 100), quantity=quantity, channel=text(f, "channel", 50),
-                            ref=text(f, "ref", 100), note=text(f, "note", 2000),
-                            refund_of_ref=text(f, "refund_of_ref", 100), refund_of_file_id=f.get("refund_of"),
-                            file_id=f.get("id"))
+        texts = []
+        for name, limit in _TEXTS:  # text() without its call where the value is plain (the common case)
+            value = get(name)
+            if value is not None:
+                plain = value.strip()
+                value = (plain or None) if plain.isprintable() and len(plain) <= limit else text(f, name, limit)
+            texts.append(value)
+        product, category, channel, ref, note, refund_of_ref = texts
         if self.sqlite:
-            prepared.at_stored, prepared.on_stored = sqlite_datetime(at), sqlite_date(on)
+            at_stored, on_stored = sqlite_datetime(at), sqlite_date(on)
         else:
-            prepared.at_stored, prepared.on_stored = at, on
-        if kind == "refund" and not (prepared.refund_of_ref or (prepared.refund_of_file_id and self.keep_file_ids)):
+            at_stored, on_stored = at, on
+        prepared = Prepared(key, kind, amount, at, on, product, category, quantity, channel, ref, note, refund_of_ref,
+                            get("refund_of"), get("id"), at_stored, on_stored)
+        if not sale and not (refund_of_ref or (prepared.refund_of_file_id and self.keep_file_ids)):
             raise RowError("refund_of_ref", None, _("A refund row must name its sale.") + " " +
                            _("Give the sale's order ref in a refund_of_ref column."))
         return prepared
 
     def _amount(self, text: str, allow_zero: bool) -> int | CrmError:
-        key = (text, allow_zero)
-        found = self._amounts.get(key)
-        if found is None:
-            try:
-                # A free sale is allowed (as in `purchase add`); a refund of nothing is not.
-                found = parse_amount(text, self.ctx.currency, field="amount", allow_zero=allow_zero)
-            except CrmError as e:
-                return e
-            if len(self._amounts) > 200_000:
-                self._amounts.clear()
-            self._amounts[key] = found
+        try:
+            # A free sale is allowed (as in `purchase add`); a refund of nothing is not.
+            found = parse_amount(text, self.ctx.currency, field="amount", allow_zero=allow_zero)
+        except CrmError as e:
+            return e
+        cache = self._sale_amounts if allow_zero else self._refund_amounts
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[text] = found
         return found
 
     def _when(self, raw: str | None) -> tuple[datetime, date]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from crmcli.core.contacts import normalize_email, normalize_phone
-from crmcli.core.customers import C, chunked, parse_code
+from crmcli.core.customers import CODE_PATTERN, C, chunked, parse_code
 from crmcli.core.io.importer import RowError
 from crmcli.errors import CrmError
 from crmcli.i18n import _
@@ -81,7 +81,7 @@ def deleted_codes(session: Session, codes: Iterable[str]) -> set[str]:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class CustomerKey:
     """How a purchase/interaction row names its customer: code, phone or e-mail (the first given wins)."""
 
@@ -94,6 +94,11 @@ class CustomerKey:
 
 def customer_key(fields: dict[str, Any], region: str | None) -> CustomerKey:
     """Validate the customer columns of a purchase or interaction row."""
+    raw = fields.get("customer_code")
+    if raw is not None:  # the common case, first of the loop below, without its detours
+        code = raw.strip()
+        if CODE_PATTERN.fullmatch(code):  # parse_code's check
+            return CustomerKey("customer_code", raw, code)
     for name in ("customer_code", "customer_phone", "customer_email", "customer"):
         raw = fields.get(name)
         if raw is None:
