@@ -537,6 +537,28 @@ def _all_null(col: Col) -> bool:
 
 
 @dataclass
+class Derived:
+    """History rows made from the class rows where ``flag`` is set: each HIST_KEY is the name of a class
+    column or a Col of its own (values aligned with the class rows). When staged, SQL makes them from the
+    staged class rows (nothing more is bound per history row); otherwise ``block`` gives them as columns."""
+
+    flag: Any
+    columns: dict[str, str | Col]
+
+    def block(self, rows: dict[str, Col]) -> dict[str, Col]:
+        import numpy as np
+
+        out = {}
+        for key in HIST_KEYS:
+            spec = self.columns[key]
+            col = rows[spec] if isinstance(spec, str) else spec
+            out[key] = col if col.kind == "const" else Col(
+                col.kind, np.asarray(col.values, dtype=object if col.kind == "text" else None)[self.flag],
+                col.labels, col.none)
+        return out
+
+
+@dataclass
 class Writes:
     """What a run writes: the customer_class values of the changed customers (``rows``, with customer_id,
     ids ascending) and blocks of history rows (HIST_KEYS, without their run id: known only when saving).
@@ -550,7 +572,7 @@ class Writes:
 
     found: Any  # bool per row: a customer_class row existed when computed
     rows: dict[str, Col]
-    history: list[dict[str, Col]]
+    history: list[dict[str, Col] | Derived]
     staged: bool = False
 
     def stage(self, target: Any) -> None:
@@ -559,14 +581,36 @@ class Writes:
         if self.staged or (isinstance(target, Session) and target.connection().dialect.name != "sqlite"):
             return
         _drop_stage(target)
-        keys = [k for k in self.rows if k != "customer_id"]
-        _exec(target, f"CREATE TEMP TABLE {CLASS_STAGE} (customer_id INTEGER PRIMARY KEY, {', '.join(keys)})")
-        sql, params = _stage_statement(CLASS_STAGE, self.rows)
+        extra: dict[str, Col] = {}  # columns of the derived history rows, staged beside the class rows
+        selects: list[str] = []
+        for j, block in enumerate(self.history):
+            if isinstance(block, Derived):
+                extra[f"x{j}_flag"] = Col("code", block.flag.astype("int64"), (0, 1))
+                exprs = []
+                for key in HIST_KEYS:
+                    spec = block.columns[key]
+                    if isinstance(spec, str):
+                        exprs.append(spec)
+                    elif spec.kind == "const":
+                        exprs.append(_literal(spec.labels[0]))
+                    else:
+                        extra[f"x{j}_{key}"] = spec
+                        exprs.append(f"x{j}_{key}")
+                selects.append(f"SELECT {', '.join(exprs)} FROM temp.{CLASS_STAGE} WHERE x{j}_flag = 1 "
+                               f"ORDER BY customer_id")
+            else:
+                selects.append("")
+        columns = [k for k in [*self.rows, *extra] if k != "customer_id"]
+        _exec(target, f"CREATE TEMP TABLE {CLASS_STAGE} (customer_id INTEGER PRIMARY KEY, {', '.join(columns)})")
+        sql, params = _stage_statement(CLASS_STAGE, {**self.rows, **extra})
         _driver_executemany(target, sql, params)
         _exec(target, f"CREATE TEMP TABLE {HIST_STAGE} (seq INTEGER PRIMARY KEY, {', '.join(HIST_KEYS)})")
-        for block in self.history:
-            sql, params = _stage_statement(HIST_STAGE, block)
-            _driver_executemany(target, sql, params)
+        for block, select_sql in zip(self.history, selects):  # in order: the history rows' ids follow it
+            if isinstance(block, Derived):
+                _exec(target, f"INSERT INTO temp.{HIST_STAGE} ({', '.join(HIST_KEYS)}) {select_sql}")
+            else:
+                sql, params = _stage_statement(HIST_STAGE, block)
+                _driver_executemany(target, sql, params)
         self.staged = True
         self.rows = {k: Col("const") for k in self.rows}  # keep the column names only
         self.history = []
@@ -578,6 +622,8 @@ class Writes:
             n = len(ids)
             write_rows(session, ids, self.found, _ones(n), {k: self.rows[k].driver(session, n) for k in keys})
             for block in self.history:
+                if isinstance(block, Derived):
+                    block = block.block(self.rows)
                 m = len(block["customer_id"].values)
                 executemany(session, insert(HIST), ["run_id", *HIST_KEYS],
                             [[run_id] * m, *(block[k].driver(session, m) for k in HIST_KEYS)])
@@ -868,18 +914,16 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
         "level_since": Col("date", since[rows]),
         "basis_minor": Col("int", basis[rows], none=NONE_INT),
     }
-    history: list[dict[str, Col]] = []
-    idx = np.nonzero(tier_changed)[0]
-    if len(idx):
-        shares = (share[idx] if share is not None else np.full(len(idx), NONE_INT))
-        history.append({"customer_id": Col("int", ids[idx]), "kind": Col("const", labels=("tier",)),
-                        "from_value": Col("code", stored.tier[idx], CODE_TIERS),
-                        "to_value": Col("code", effective[idx], CODE_TIERS),
-                        "net_minor": Col("int", net_t[idx]), "orders": Col("int", orders_t[idx]),
-                        "tenure_days": Col("int", tenure[idx], none=-1),
-                        "share_bp": Col("int", np.where(net_t[idx] > 0, shares, NONE_INT), none=NONE_INT),
-                        "basis_minor": Col("const", labels=(None,)),
-                        "note": Col("code", (pins[idx] > 0).astype(np.int64), (None, "pinned"))})
+    history: list[dict[str, Col] | Derived] = []
+    if tier_changed.any():  # a tier change is a changed class row: its history row is made from it
+        shares = (share[rows] if share is not None else np.full(len(rows), NONE_INT))
+        history.append(Derived(tier_changed[rows], {
+            "customer_id": "customer_id", "kind": Col("const", labels=("tier",)),
+            "from_value": Col("code", stored.tier[rows], CODE_TIERS), "to_value": "tier",
+            "net_minor": "net_minor", "orders": "orders", "tenure_days": Col("int", tenure[rows], none=-1),
+            "share_bp": Col("int", np.where(net_t[rows] > 0, shares, NONE_INT), none=NONE_INT),
+            "basis_minor": Col("const", labels=(None,)),
+            "note": Col("code", (pins[rows] > 0).astype(np.int64), (None, "pinned"))}))
     idx = np.nonzero(level_changed)[0]
     if len(idx):
         history.append({"customer_id": Col("int", ids[idx]), "kind": Col("const", labels=("level",)),
