@@ -78,6 +78,9 @@ def drop_database(db: PgDb, *, wait: bool = True) -> None:
     """Drop the test's schema; ``wait=False`` leaves it to a background thread (a DROP of ~100 tables takes
     a noticeable fraction of a second, and the next test need not wait for it)."""
     _live.pop(db.name, None)
+    reader = _readers.pop(db.name, None)
+    if reader is not None:
+        reader.close()
     if wait:
         with connect() as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{db.name}" CASCADE')
@@ -220,17 +223,28 @@ def pg_sql(sql: str) -> str:
     return _QMARK.sub("%s", sql.replace("%", "%%"))
 
 
+_readers: dict[str, Any] = {}
+
+
+def _reader(db: PgDb) -> Any:
+    """One autocommit connection per test schema for the tests' own reads (a PostgreSQL connection is a new
+    server process: several ms each, and tests read after every command). Closed when the schema is dropped."""
+    conn = _readers.get(db.name)
+    if conn is None or conn.closed:
+        conn = _readers[db.name] = connect(db.name)
+        conn.prepare_threshold = None  # no server-side plans: a test may change a table between two reads
+    return conn
+
+
 def query(db: PgDb, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with connect(db.name) as conn:
-        rows = conn.execute(pg_sql(sql), params).fetchall()
+    rows = _reader(db).execute(pg_sql(sql), params).fetchall()
     return [tuple(_like_sqlite(v) for v in row) for row in rows]
 
 
 def dict_rows(db: PgDb, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     from psycopg.rows import dict_row
 
-    with connect(db.name, row_factory=dict_row) as conn:
-        rows = conn.execute(pg_sql(sql), params).fetchall()
+    rows = _reader(db).cursor(row_factory=dict_row).execute(pg_sql(sql), params).fetchall()
     return [{k: _like_sqlite(v) for k, v in row.items()} for row in rows]
 
 
