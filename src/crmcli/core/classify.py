@@ -9,14 +9,15 @@
    It returns integers only (dates as days since 1970-01-01), fetched straight into numpy arrays.
 2. The rules run vectorized over those arrays (crmcli.core.tiers / rfm / lifecycle / levels).
 3. The result is compared with the stored classification (read back as integer codes); only rows that
-   differ are written (executemany on the driver cursor, inside the command's transaction), each tier or
-   level change gets a history row, and one ``class_run`` row plus one audit row describe the run. A run
-   that changes nothing writes nothing: a second run with the same as-of date leaves the store unchanged.
+   differ are written (``Writes``), each tier or level change gets a history row, and one ``class_run`` row
+   plus one audit row describe the run. A run that changes nothing writes nothing: a second run with the same
+   as-of date leaves the store unchanged.
 4. The CLI runs steps 1-3 in two phases (``run_two_phase``): everything is read and computed in a read
-   transaction (other processes keep writing meanwhile), then the changes are applied in one short write
-   transaction. If something that the result depends on (pins, levels, rules, customers, another run) was
-   changed in between, as seen in the audit trail, the run is computed again; the last try computes under the
-   write lock. All-or-nothing either way.
+   transaction (other processes keep writing meanwhile); on SQLite the rows to write are then staged in TEMP
+   tables of the same connection (no lock on the store), and the write transaction only moves them in with
+   INSERT ... SELECT. If something that the result depends on (pins, levels, rules, customers, another run)
+   was changed in between, as seen in the audit trail, the run is computed again; the last try computes under
+   the write lock. All-or-nothing either way.
 """
 
 from __future__ import annotations
