@@ -28,6 +28,7 @@ from crmcli.core.clock import utcnow
 from crmcli.core.customers import C, CP, TAG, chunked
 from crmcli.core.io import before_images
 from crmcli.core.io.undo import delete_in
+from crmcli.store.engine import process_alive
 from crmcli.store.models import Consent, Interaction, Preference, Purchase
 from crmcli.store.models_imports import ImportRun
 
@@ -76,13 +77,9 @@ def alive(run: Any) -> bool:
             finished = finished.replace(tzinfo=timezone.utc)
         return finished is not None and utcnow() - finished < STALE_AFTER
     pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_alive(pid):
         return False
-    except PermissionError:  # another user's process
-        return True
-    return start == "?" or _started(pid) in (start, "?")
+    return start == "?" or _started(pid) in (start, "?")  # not a later process that got the same pid
 
 
 def interrupted(session: Session) -> list[Any]:
