@@ -26,6 +26,18 @@ Measured 2026-11-30 (2 shared cores, the server on the same machine, load averag
   import purchases  SQLite 11.46 / 23.18 / 55.07 s (1.36), PostgreSQL 15.61 / 28.81 / 59.75 s (1.17);
   tier recompute    SQLite 2.95 / 3.85 / 4.98 s (0.63), PostgreSQL 7.30 / 14.29 / 27.67 s (0.96).
 At N = 5,000 the differences drown in noise (a 5k run slower than the 10k one); use N >= 20,000.
+
+Since the second session of 2026-11-30 the steps are judged by CPU seconds of the crm process plus the
+PostgreSQL server (the postmaster, its reaped backends and its running children, from /proc; the server must run
+on this machine), which a loaded machine disturbs far less than wall time; both are printed. A step whose time
+grows by less than MIN_GROWTH from N to 4N has no measurable per-row cost and is not judged. Run at N = 20,000
+(load ~2, best of 2), it fails:
+  CPU  import customers  SQLite 3.84 / 5.82 / 8.22 (0.61)   PostgreSQL 7.11 / 10.28 / 25.26 (2.36)
+       import purchases  SQLite 9.08 / 16.70 / 28.35 (0.76) PostgreSQL 14.12 / 23.98 / 50.68 (1.35)
+       tier recompute    SQLite 3.00 / 2.69 / 4.17 (-)      PostgreSQL 8.97 / 13.02 / 23.78 (1.33)
+       churn scan        SQLite 3.57 / 4.19 / 4.33 (-)      PostgreSQL 6.13 / 9.50 / 20.55 (1.64)
+The customer import's growth on PostgreSQL between 40k and 80k is real (wall 2.06 and 3.29 in two runs) and
+not yet explained; the earlier wall-clock run above had 1.17.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ pytestmark = [pytest.mark.benchmark,
 
 BASE = int(os.environ.get("CRM_BENCH_PG_CUSTOMERS", "5000"))
 MARGINAL_TOLERANCE = 1.5
+MIN_GROWTH = 0.5  # t(4N) / t(N) - 1 below this: the step's per-row cost is too small to compare
 RUNS = int(os.environ.get("CRM_BENCH_PG_RUNS", "2"))
 CRM = str(Path(sys.executable).with_name("crm"))
 STEPS = (("import customers", ("import", "customers", "{customers}", "--format", "json")),
@@ -86,16 +99,67 @@ def new_pg_database(name: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def run_shop(db: str, files: dict[str, str], n: int) -> dict[str, float]:
+def _ticks(pid: int) -> int:
+    """CPU clock ticks of a process and of its children it has reaped (utime, stime, cutime, cstime)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15])
+
+
+def server_cpu(postmaster: int | None) -> float:
+    """CPU seconds the PostgreSQL server has used so far: the postmaster, the children it has reaped (the
+    backends of finished connections) and the children still running (checkpointer, autovacuum, ...)."""
+    if postmaster is None:
+        return 0.0
+    total = _ticks(postmaster)
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if int(fields[1]) == postmaster:
+                    total += _ticks(int(entry.name))
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def find_postmaster(db: str) -> int | None:
+    """The server's main process when it runs on this machine (its CPU is then measurable), else None."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        with open(f"/proc/{backend}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_shop(db: str, files: dict[str, str], n: int) -> dict[str, tuple[float, float]]:
+    """(wall seconds, CPU seconds of the crm process plus the database server) per step."""
     env = {**os.environ, "CRM_LANG": "en", "NO_COLOR": "1"}
     subprocess.run([CRM, "--db", db, "init", "--currency", "CNY", "--region", "CN", "--timezone", "Asia/Shanghai"],
                    check=True, capture_output=True, env=env)
-    times: dict[str, float] = {}
+    postmaster = find_postmaster(db) if "://" in db else None
+    times: dict[str, tuple[float, float]] = {}
     for label, args in STEPS:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu() + server_cpu(postmaster)
         done = subprocess.run([CRM, "--db", db, *(a.format(**files) for a in args)], capture_output=True, text=True,
                               env=env)
-        times[label] = time.perf_counter() - started
+        wall = time.perf_counter() - started
+        time.sleep(0.2)  # the server reaps the command's backends
+        times[label] = (wall, children_cpu() + server_cpu(postmaster) - cpu)
         assert done.returncode == 0, f"{label} on {db}: {done.stderr}"
         if label.startswith("import"):
             expected = n if label.endswith("customers") else 4 * n
@@ -114,24 +178,28 @@ def test_postgresql_scales_at_least_as_well_as_sqlite(tmp_path: Path) -> None:
                       else new_pg_database(f"crm_bench_{n}_{run}"))
                 times = run_shop(db, files, n)
                 old = best.setdefault((kind, n), times)
-                best[(kind, n)] = {k: min(v, old[k]) for k, v in times.items()}
+                best[(kind, n)] = {k: min(v, old[k], key=lambda t: t[1]) for k, v in times.items()}
     print(f"\nload average {os.getloadavg()[0]:.1f}; customers {sizes[0]:,} / {sizes[1]:,} / {sizes[2]:,} with 4 "
-          f"purchases each; wall seconds, best of {RUNS}; m2/m1 = marginal cost per row 2N..4N over N..2N")
-    print(f"{'step':17} {'SQLite':>22} {'m2/m1':>6}   {'PostgreSQL':>22} {'m2/m1':>6}")
+          f"purchases each; best of {RUNS} by CPU; m2/m1 = marginal cost per row 2N..4N over N..2N")
     worse = []
-    for label, _args in STEPS:
-        ratio = {}
-        cells = {}
-        for kind in ("sqlite", "postgresql"):
-            t = [best[(kind, n)][label] for n in sizes]
-            m1, m2 = (t[1] - t[0]) / sizes[0], (t[2] - t[1]) / (2 * sizes[0])
-            ratio[kind] = m2 / m1 if m1 > 0 else float("inf")
-            cells[kind] = " / ".join(f"{x:5.2f}" for x in t)
-        print(f"{label:17} {cells['sqlite']:>22} {ratio['sqlite']:6.2f}   {cells['postgresql']:>22} "
-              f"{ratio['postgresql']:6.2f}")
-        # SQLite's own ratio is the reference when it is a measurement (a noisy run can make m1 <= 0 or the
-        # ratio absurd; then linear, 1, is).
-        reference = ratio["sqlite"] if 1.0 <= ratio["sqlite"] <= 3.0 else 1.0
-        if ratio["postgresql"] > MARGINAL_TOLERANCE * reference:
-            worse.append(f"{label}: PostgreSQL m2/m1 {ratio['postgresql']:.2f} vs SQLite {ratio['sqlite']:.2f}")
+    for measure, index in (("wall seconds", 0), ("CPU seconds (crm + server)", 1)):
+        print(f"{measure:26} {'SQLite':>22} {'m2/m1':>6}   {'PostgreSQL':>22} {'m2/m1':>6}")
+        for label, _args in STEPS:
+            ratio, cells, growth = {}, {}, {}
+            for kind in ("sqlite", "postgresql"):
+                t = [best[(kind, n)][label][index] for n in sizes]
+                m1, m2 = (t[1] - t[0]) / sizes[0], (t[2] - t[1]) / (2 * sizes[0])
+                ratio[kind] = m2 / m1 if m1 > 0 else float("inf")
+                growth[kind] = (t[2] - t[0]) / t[0] if t[0] > 0 else float("inf")
+                cells[kind] = " / ".join(f"{x:5.2f}" for x in t)
+            print(f"{label:26} {cells['sqlite']:>22} {ratio['sqlite']:6.2f}   {cells['postgresql']:>22} "
+                  f"{ratio['postgresql']:6.2f}")
+            if index == 0:
+                continue  # judged by CPU: wall time swings with whatever else the machine runs
+            # SQLite's own ratio is the reference when it is a measurement (a noisy run can make m1 <= 0 or the
+            # ratio absurd; then linear, 1, is). A step whose time hardly grows from N to 4N (start-up and fixed
+            # costs dominate) has no measurable marginal cost to compare.
+            reference = ratio["sqlite"] if 1.0 <= ratio["sqlite"] <= 3.0 else 1.0
+            if ratio["postgresql"] > MARGINAL_TOLERANCE * reference and growth["postgresql"] > MIN_GROWTH:
+                worse.append(f"{label}: PostgreSQL m2/m1 {ratio['postgresql']:.2f} vs SQLite {ratio['sqlite']:.2f}")
     assert not worse, "PostgreSQL's cost per row grows with the data faster than SQLite's: " + "; ".join(worse)
