@@ -34,13 +34,16 @@ class State:
     quiet: bool = False
     mask: bool = False
     _store: Any = field(default=None, repr=False)
+    # What opening the store took back or finished (core/io/rollback.recover): `crm import undo ID` of an undo
+    # that the opening just finished reports it done instead of "already undone".
+    recovered: list[Any] = field(default_factory=list, repr=False)
 
     def store(self, *, create: bool = False) -> "Store":
         if self._store is None:
             from crmcli.store.engine import open_store
 
             self._store = open_store(self.db, create=create)
-            _take_back_interrupted_imports(self._store)
+            self.recovered = _take_back_interrupted_imports(self._store)
         return self._store
 
     def close(self) -> None:
@@ -49,9 +52,9 @@ class State:
             self._store = None
 
 
-def _take_back_interrupted_imports(store: "Store") -> None:
+def _take_back_interrupted_imports(store: "Store") -> list[Any]:
     """An import whose process died between two of its steps is removed before anything else reads the store,
-    like SQLite rolls back a hot journal (core/io/rollback.py)."""
+    like SQLite rolls back a hot journal, and an undo whose process died is finished (core/io/rollback.py)."""
     from crmcli.core.io.rollback import recover
     from crmcli.errors import StoreError
 
@@ -59,12 +62,19 @@ def _take_back_interrupted_imports(store: "Store") -> None:
         taken = recover(store)
     except StoreError as e:  # a read-only store: reads still work; the next writable open cleans up
         warn(_("An interrupted import could not be taken back yet: {error}").format(error=e.message))
-        return
+        return []
     for d in taken:
+        if d.undo:
+            warn(_("The undo of import #{id} was interrupted (its process ended); it has now been finished: {n} "
+                   "records removed in all.").format(id=d.run_id, n=d.removed) + (" " + _(
+                       "{n} records that other commands had used or changed meanwhile were kept; see `crm db audit`.")
+                       .format(n=len(d.kept)) if d.kept else ""))
+            continue
         warn(_("Import #{id} was interrupted (its process ended); its {n} records were taken back.").format(
             id=d.run_id, n=d.removed) + (" " + _("{n} customers it had changed were put back as they were.").format(
                 n=d.restored) if d.restored else "") + (" " + _("{n} records that other commands had already used were kept; see "
                                               "`crm import history`.").format(n=len(d.kept)) if d.kept else ""))
+    return taken
 
 
 _state = State()

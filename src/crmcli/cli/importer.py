@@ -7,7 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from crmcli.cli.common import AsOfOpt, FormatOpt, LimitOpt, YesOpt, confirm, info, is_interactive, state, store_context
+from crmcli.cli.common import (AsOfOpt, FormatOpt, LimitOpt, YesOpt, confirm, info, is_interactive, state, store_context,
+                               warn)
 from crmcli.i18n import _
 
 app = typer.Typer(help=_("Import customers, purchases and interactions from CSV or vCard files; see and undo imports.\n\n"
@@ -243,6 +244,15 @@ def undo(import_id: Annotated[int, typer.Argument(help=_("The import's number (s
             n=r["created"], kind=r["kind"], id=import_id, file=r["source"]), yes)
     elif not yes:
         confirm(_("Undo import #{id}?").format(id=import_id), yes)
-    with state().store().write() as session:
-        done = undo_core.undo(session, import_id)
+    finished = [d for d in state().recovered if d.undo and d.run_id == import_id]
+    if finished:  # an earlier undo of it was killed, and opening the store has just finished it
+        info(_("Import #{id} undone: {n} {kind} removed.").format(id=import_id, n=finished[0].removed,
+                                                                   kind=finished[0].kind))
+        return
+    # In steps, each its own short transaction: other commands get the store in between (core/io/undo.py).
+    done = undo_core.undo(state().store(), import_id)
     info(_("Import #{id} undone: {n} {kind} removed.").format(id=import_id, n=done["removed"], kind=done["kind"]))
+    if done["kept"]:
+        warn(_("{n} of its records were used or changed by other commands while the undo ran and were kept: "
+               "{ids} (see `crm db audit`).").format(n=len(done["kept"]), ids=", ".join(map(str, done["kept"][:20]))
+                                                    + (" …" if len(done["kept"]) > 20 else "")))

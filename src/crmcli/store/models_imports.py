@@ -28,11 +28,15 @@ class ImportRun(SQLModel, table=True):
     unchanged: int
     rejected: int
     skipped: int
-    status: str  # running | done | partial | failed | undone
+    status: str  # running | done | partial | failed | undoing | undone
     last_audit_id: int | None = None  # the audit trail's last row when the import committed
     undone_at: datetime | None = None
     actor: str
     owner: str | None = None  # "host:pid:start" of the process while the import runs (migration m0011)
+    # Progress of a stepped undo or take-back (migration m0020, core/io/removal.py).
+    undo_cursor: int | None = None  # records with an id at or above it are dealt with (removed or kept)
+    undo_removed: int | None = None
+    undo_kept: int | None = None
 
 
 class ImportBefore(SQLModel, table=True):

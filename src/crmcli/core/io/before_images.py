@@ -43,15 +43,16 @@ def keep(session: Session, run_id: int, customer_id: int) -> None:
                                           image=json.dumps(image, ensure_ascii=False, sort_keys=True)))
 
 
-def put_back(session: Session, run_id: int) -> tuple[list[int], list[int]]:
-    """Restore every customer the run changed; returns (restored ids, kept ids). Customers the run created
-    itself are left to the caller, which removes them. The images are gone afterwards."""
+def put_back(session: Session, run_id: int, *, limit: int | None = None) -> tuple[list[int], list[int]]:
+    """Restore the customers the run changed, ``limit`` of them at most (the failed import's taking back goes
+    in steps); returns (restored ids, kept ids). Customers the run created itself are left to the caller,
+    which removes them. Each image is gone once dealt with, so the next call goes on with the others."""
     A = audit.AuditEntry.__table__
     restored: list[int] = []
     kept: list[int] = []
-    for customer_id, floor, text in session.execute(
-            select(BEFORE.c.customer_id, BEFORE.c.audit_floor, BEFORE.c.image)
-            .where(BEFORE.c.import_id == run_id).order_by(BEFORE.c.customer_id)).all():
+    query = select(BEFORE.c.customer_id, BEFORE.c.audit_floor, BEFORE.c.image).where(
+        BEFORE.c.import_id == run_id).order_by(BEFORE.c.customer_id)
+    for customer_id, floor, text in session.execute(query.limit(limit) if limit else query).all():
         touched = session.execute(select(A.c.id).where(
             A.c.entity == "customer", A.c.entity_id == customer_id, A.c.id > floor).limit(1)).first()
         if touched is not None:
@@ -69,7 +70,9 @@ def put_back(session: Session, run_id: int) -> tuple[list[int], list[int]]:
             if rows:
                 session.execute(insert(table), rows)
         restored.append(customer_id)
-    forget(session, run_id)
+    done = restored + kept
+    if done:
+        session.execute(delete(BEFORE).where(BEFORE.c.import_id == run_id, BEFORE.c.customer_id.in_(done)))
     return restored, kept
 
 

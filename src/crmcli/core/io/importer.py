@@ -380,9 +380,9 @@ def _run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterat
             audit.spool.reset(token)
             token = None
         if steps.committed and result.run_id is not None:
-            # Earlier steps were committed: take them back, so the store is as it was before the import.
-            with store.write() as session:
-                rollback.discard(session, result.run_id)
+            # Earlier steps were committed: take them back (in steps too), so the store is as it was before the
+            # import. If this process dies meanwhile, the next crm command goes on with it.
+            rollback.discard(store, result.run_id)
         if not isinstance(error, _Abort):
             raise
         result.committed = False

@@ -1,4 +1,4 @@
-"""`crm import undo ID`: remove the records one import created, in one transaction, or refuse and say why.
+"""`crm import undo ID`: remove the records one import created, in short steps, or refuse and say why.
 
 Refused when any of those records has since been changed (an audit row about it after the import's last
 one) or used: a purchase, interaction, refund, survey invitation, greeting, points entry ... that points at
@@ -6,6 +6,19 @@ it. Derived rows that commands recompute (tier classes, churn scores) do not cou
 with the records. Points earned by imported purchases are removed with them unless those points were spent,
 expired or otherwise used by a later ledger row. Updates an upsert made to existing customers are not
 reverted (their before/after is in the audit trail).
+
+How it runs (issue #10: a long operation must not hold up short commands):
+
+1. the checks above, in a read transaction (other commands go on writing);
+2. one short write transaction marks the run ``undoing`` and names this process as its owner (audit row
+   ``undo-start``);
+3. the records go in steps of a few thousand, each its own short write transaction (core/io/removal.py); a
+   record another command used or changed after step 1 is kept and named by an ``import-kept`` audit entry;
+4. the last step marks the run ``undone`` (audit row ``undo``).
+
+A run is ``undoing`` only while an undo is on its way. One whose process was killed or interrupted is finished
+by the next crm command (core/io/rollback.recover, the same check that takes back a dead import) or by running
+`crm import undo ID` again; the steps already done are not repeated.
 """
 
 from __future__ import annotations
@@ -17,42 +30,18 @@ from sqlmodel import Session
 
 from crmcli.core import audit
 from crmcli.core.clock import utcnow
-from crmcli.core.customers import C, CP, TAG, chunked
+from crmcli.core.customers import C, chunked
+from crmcli.core.io import removal, rollback
+from crmcli.core.io.removal import DERIVED, OWN, references
 from crmcli.errors import Conflict, NotFound
 from crmcli.i18n import _
-from crmcli.store.models import AuditEntry, Consent, Interaction, Preference, Purchase
+from crmcli.store.models import AuditEntry, Interaction, Purchase
 from crmcli.store.models_imports import ImportRun
 
 RUN = ImportRun.__table__
 A = AuditEntry.__table__
 P = Purchase.__table__
 I = Interaction.__table__  # noqa: E741
-# A customer's own parts, removed with it.
-OWN = {"contact_point", "consent", "preference", "customer_tag"}
-# Rows recomputed by their commands (crm tier recompute, crm churn scan/score): not "use".
-DERIVED = {"customer_class", "class_history", "churn_risk", "churn_score"}
-UNDO_AUDIT_RANGE = 10_000  # removed customers per `import-undo` audit row
-
-
-def references(session: Session, target: str) -> list[tuple[str, str]]:
-    """(table, column) of every foreign key that points at ``target`` (SQLite's own schema, so tables that
-    other features add later are covered too)."""
-    out = []
-    if session.get_bind().dialect.name != "sqlite":  # PostgreSQL: the same answer from its catalog
-        from sqlalchemy import inspect
-
-        inspector = inspect(session.connection())
-        for table in inspector.get_table_names():
-            for fk in inspector.get_foreign_keys(table):
-                if fk["referred_table"] == target:
-                    out.extend((table, c) for c in fk["constrained_columns"])
-        return out
-    tables = [r[0] for r in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))]
-    for table in tables:
-        for fk in session.execute(text(f'PRAGMA foreign_key_list("{table}")')).mappings():
-            if fk["table"] == target:
-                out.append((table, fk["from"]))
-    return out
 
 
 def referrers(session: Session, ids: list[int], target: str, skip: set[str], run_id: int, *,
@@ -69,63 +58,107 @@ def referrers(session: Session, ids: list[int], target: str, skip: set[str], run
             if table == target:  # a customer referring another / a refund of a sale: only outside the import
                 where += f" AND (import_id IS NULL OR import_id != {int(run_id)})"
             sql = f'SELECT DISTINCT "{column}" FROM "{table}" WHERE {where}' + (" LIMIT 1" if first else "")
-            found += [(table, int(r[0])) for r in session.execute(text(sql))]
+            found += [(table, int(r[0])) for r in removal.sql(session, sql)]
             if first and found:
                 return found
     return found
 
 
-def undo(session: Session, run_id: int) -> dict[str, Any]:
-    run = session.execute(select(RUN).where(RUN.c.id == run_id)).mappings().first()
-    if run is None or run["status"] == "running":
-        raise NotFound(_("No import #{id}.").format(id=run_id), hint=_("See them with `crm import history`."))
-    if run["status"] == "undone":
-        raise Conflict(_("Import #{id} was already undone on {at}.").format(
-            id=run_id, at=f"{run['undone_at']:%Y-%m-%d %H:%M} UTC"))
-    table = {"customers": C, "purchases": P, "interactions": I}[run["kind"]]
-    ids = [r[0] for r in session.execute(select(table.c.id).where(table.c.import_id == run_id).order_by(table.c.id))]
-    if ids:
-        _check_changed(session, run, ids)
-        removed_points = 0
-        if run["kind"] == "customers":
-            _refuse_if_used(session, ids, "customer", OWN | DERIVED, run_id)
-            _delete_derived(session, ids)
-            for child in (CP, TAG, Consent.__table__, Preference.__table__):
-                delete_in(session, child.name, "customer_id", ids)
-        elif run["kind"] == "purchases":
-            removed_points = _remove_points(session, ids, run_id)
-            _refuse_if_used(session, ids, "purchase", set(), run_id)
+def undo(store: Any, run_id: int) -> dict[str, Any]:
+    """Undo import ``run_id`` (or finish an undo of it that was interrupted); see the module docstring."""
+    with store.read() as session:
+        run = _undoable(session, run_id)
+        if run.status != "undoing":
+            _refuse_if_used_or_changed(session, run)
+    with store.write() as session:
+        run = _undoable(session, run_id)  # again under the lock: another undo may have been quicker
+        if run.status == "undoing":
+            if rollback.alive(run) and run.owner != rollback.owner():
+                raise Conflict(_("Import #{id} is being undone by another crm process right now.").format(id=run_id),
+                               hint=_("Wait for it to finish; `crm import history` shows its state."))
+            session.execute(update(RUN).where(RUN.c.id == run_id).values(owner=rollback.owner(), undone_at=utcnow()))
         else:
-            _refuse_if_used(session, ids, "interaction", set(), run_id)
-        entity = {"customers": "customer", "purchases": "purchase", "interactions": "interaction"}[run["kind"]]
-        # Refunds before their sales (a refund row points at its sale).
-        if run["kind"] == "purchases":
-            delete_in(session, "purchase", "id", ids, also="kind = 'refund'")
-        delete_in(session, table.name, "id", ids)
-        if entity == "customer":
-            # Like the import's own `import-batch` rows: one row per range of removed customers, not one per
-            # customer (100,000 hashed rows were most of an undo's time, under the write lock).
-            audit.record_many(session, [{"entity": entity, "entity_id": None, "action": "import-undo",
-                                         "after": {"import_id": run_id, "first_id": part[0], "last_id": part[-1],
-                                                   "removed": len(part)}} for part in chunked(ids, UNDO_AUDIT_RANGE)])
+            session.execute(update(RUN).where(RUN.c.id == run_id).values(
+                status="undoing", owner=rollback.owner(), undone_at=utcnow(), undo_cursor=None, undo_removed=0,
+                undo_kept=0))
+            audit.record(session, entity="import", entity_id=run_id, action="undo-start",
+                         before={"status": run.status}, after={"status": "undoing"})
+    return finish(store, run_id)
+
+
+def resume(store: Any, run_id: int) -> dict[str, Any] | None:
+    """Finish the undo of a run whose undoing process died; None when another process has taken it on."""
+    with store.write() as session:
+        run = session.execute(select(RUN).where(RUN.c.id == run_id)).first()
+        if run is None or run.status != "undoing" or rollback.alive(run):
+            return None
+        session.execute(update(RUN).where(RUN.c.id == run_id).values(owner=rollback.owner(), undone_at=utcnow()))
+    return finish(store, run_id)
+
+
+def finish(store: Any, run_id: int) -> dict[str, Any]:
+    """The steps of an ``undoing`` run this process owns, up to the end."""
+    with store.read() as session:
+        run = session.execute(select(RUN).where(RUN.c.id == run_id)).one()
+        found = removal.schema(session, run.kind)
+    kept: list[int] = []
+    points = 0
+    while True:
+        removal.pause()
+        with store.write() as session:
+            step = removal.step(session, run_id, found, floor=run.last_audit_id or 0, trail=True)
+            if step.last:
+                done = session.execute(select(RUN.c.undo_removed, RUN.c.undo_kept).where(RUN.c.id == run_id)).one()
+                session.execute(update(RUN).where(RUN.c.id == run_id).values(
+                    status="undone", undone_at=utcnow(), owner=None))
+                audit.record(session, entity="import", entity_id=run_id, action="undo",
+                             before={"status": "undoing"},
+                             after={"status": "undone", "removed": done[0] or 0, "kept": done[1] or 0})
+            else:
+                removal.heartbeat(session, run_id, "undone_at")
+        kept += step.kept
+        points += step.points
+        if step.last:
+            break
+    return {"import_id": run_id, "kind": run.kind, "removed": int(done[0] or 0), "kept": kept,
+            "points_entries_removed": points}
+
+
+def _undoable(session: Session, run_id: int) -> Any:
+    run = session.execute(select(RUN).where(RUN.c.id == run_id)).first()
+    if run is None or run.status == "running":
+        raise NotFound(_("No import #{id}.").format(id=run_id), hint=_("See them with `crm import history`."))
+    if run.status == "undone":
+        raise Conflict(_("Import #{id} was already undone on {at}.").format(
+            id=run_id, at=f"{run.undone_at:%Y-%m-%d %H:%M} UTC"))
+    return run
+
+
+def _refuse_if_used_or_changed(session: Session, run: Any) -> None:
+    table = removal.TABLES[run.kind]
+    run_id = run.id
+    ids = [r[0] for r in session.execute(select(table.c.id).where(table.c.import_id == run_id).order_by(table.c.id))]
+    if not ids:
+        return
+    _check_changed(session, run, ids)
+    if run.kind == "customers":
+        _refuse_if_used(session, ids, "customer", OWN | DERIVED, run_id)
+    elif run.kind == "purchases":
+        _refuse_if_points_used(session, ids, run_id)
+        _refuse_if_used(session, ids, "purchase", {"points_ledger"}, run_id)
     else:
-        removed_points = 0
-    now = utcnow()
-    session.execute(update(RUN).where(RUN.c.id == run_id).values(status="undone", undone_at=now))
-    audit.record(session, entity="import", entity_id=run_id, action="undo",
-                 before={"status": run["status"]}, after={"status": "undone", "removed": len(ids)})
-    return {"import_id": run_id, "kind": run["kind"], "removed": len(ids), "points_entries_removed": removed_points}
+        _refuse_if_used(session, ids, "interaction", set(), run_id)
 
 
 def _check_changed(session: Session, run: Any, ids: list[int]) -> None:
-    entity = {"customers": "customer", "purchases": "purchase", "interactions": "interaction"}[run["kind"]]
-    last = run["last_audit_id"] or 0
+    entity = removal.ENTITY[run.kind]
+    last = run.last_audit_id or 0
     for part in chunked(ids):
         row = session.execute(select(A.c.entity_id, A.c.action, A.c.command).where(
             A.c.entity == entity, A.c.entity_id.in_(part), A.c.id > last).order_by(A.c.id).limit(1)).first()
         if row is not None:
             raise Conflict(_("Import #{id} cannot be undone: {what} was changed after it ({action}, by `{command}`).")
-                           .format(id=run["id"], what=_label(session, entity, int(row[0])), action=row[1],
+                           .format(id=run.id, what=_label(session, entity, int(row[0])), action=row[1],
                                    command=row[2]),
                            hint=_("Undo is only for imports whose records nobody has touched since; change or "
                                   "remove those records with the usual commands instead."))
@@ -147,55 +180,20 @@ def _label(session: Session, entity: str, entity_id: int) -> str:
     return _("{entity} #{id}").format(entity=_(entity), id=entity_id)
 
 
-def delete_in(session: Session, table: str, column: str, ids: list[int], *, also: str | None = None) -> None:
-    """DELETE the rows whose ``column`` is one of ``ids`` (and ``also``, a fixed SQL condition), in chunks,
-    last chunk first (refunds and referred customers come after what they point at). The ids are integers
-    written into the SQL: binding 5,000 parameters through SQLAlchemy's expanding IN cost more than the delete."""
-    extra = f" AND {also}" if also else ""
-    for part in reversed(chunked(ids)):
-        marks = ", ".join(str(int(i)) for i in part)
-        session.execute(text(f'DELETE FROM "{table}" WHERE "{column}" IN ({marks}){extra}'))
-
-
-def _delete_derived(session: Session, ids: list[int]) -> None:
-    for table, column in references(session, "customer"):
-        if table in DERIVED:
-            delete_in(session, table, column, ids)
-
-
-def _remove_points(session: Session, ids: list[int], run_id: int) -> int:
-    """Ledger rows the purchase hook wrote for these purchases, if nothing used them since."""
-    if session.get_bind().dialect.name == "sqlite":
-        tables = {r[0] for r in session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
-    else:
-        from sqlalchemy import inspect
-
-        tables = set(inspect(session.connection()).get_table_names())
-    if "points_ledger" not in tables:
-        return 0
+def _refuse_if_points_used(session: Session, ids: list[int], run_id: int) -> None:
+    """Points the purchase hooks wrote for these purchases may go with them only if nothing used them since."""
+    if not any(t == "points_ledger" for t, _c in references(session, "purchase")):
+        return
     ledger: list[int] = []
     for part in chunked(ids):
         marks = ", ".join(str(int(i)) for i in part)
-        ledger += [int(r[0]) for r in session.execute(text(f"SELECT id FROM points_ledger WHERE purchase_id IN ({marks})"))]
-    if not ledger:
-        return 0
+        ledger += [int(r[0]) for r in removal.sql(session, f"SELECT id FROM points_ledger WHERE purchase_id IN ({marks})")]
     for part in chunked(ledger):
         marks = ", ".join(str(int(i)) for i in part)
-        used = session.execute(text(
-            f"SELECT 1 FROM points_allocation WHERE (lot_id IN ({marks}) OR debit_id IN ({marks})) LIMIT 1")).first()
-        later = session.execute(text(
-            f"SELECT 1 FROM points_ledger WHERE ref_id IN ({marks}) AND id NOT IN ({marks}) LIMIT 1")).first()
+        used = removal.sql(
+            session, f"SELECT 1 FROM points_allocation WHERE (lot_id IN ({marks}) OR debit_id IN ({marks})) LIMIT 1").first()
+        later = removal.sql(
+            session, f"SELECT 1 FROM points_ledger WHERE ref_id IN ({marks}) AND id NOT IN ({marks}) LIMIT 1").first()
         if used or later:
             raise Conflict(_("Import #{id} cannot be undone: points earned on its purchases have been used.").format(
                 id=run_id), hint=_("See them with `crm points history`; undo is only for imports nothing used yet."))
-    # The ledger is append-only (triggers, migration m0010) except while the unlock row exists: an undone
-    # import never happened, so neither did the unused points its purchases earned.
-    session.execute(text("INSERT INTO points_ledger_unlock (import_id) VALUES (:id)"), {"id": run_id})
-    for part in chunked(ledger):
-        marks = ", ".join(str(int(i)) for i in part)
-        session.execute(text(f"DELETE FROM points_ledger WHERE id IN ({marks})"))
-    session.execute(text("DELETE FROM points_ledger_unlock WHERE import_id = :id"), {"id": run_id})
-    return len(ledger)
-
-
-
