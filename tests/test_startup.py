@@ -65,3 +65,80 @@ def test_every_command_has_help_with_an_example() -> None:
     # the walk really reached the nested commands (a walker that stops at the root would pass vacuously)
     assert {"crm customer add", "crm tier rules set", "crm tier levels add", "crm points rules set"} <= set(seen)
     assert {f"crm {g}" for g in GROUPS} <= set(seen)
+
+
+# ------------------------------------------------------------------ groups are built on first use
+
+def _fresh_root(monkeypatch: pytest.MonkeyPatch) -> tuple[object, list[str]]:
+    """A newly built root group that CliRunner will use, and the modules of every command function Typer
+    converts to a Click command from now on (each conversion inspects the function's signature)."""
+    import typer.main
+    import typer.testing
+
+    from crmcli.cli.app import app
+
+    converted: list[str] = []
+    original = typer.main.get_command_from_info
+
+    def counting(command_info, **kwargs):  # type: ignore[no-untyped-def]
+        converted.append(command_info.callback.__module__)
+        return original(command_info, **kwargs)
+
+    monkeypatch.setattr(typer.main, "get_command_from_info", counting)
+    root = typer.main.get_command(app)
+    monkeypatch.setattr(typer.testing, "_get_command", lambda _app: root)
+    return root, converted
+
+
+def _invoke(*args: str):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from crmcli.cli.app import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_a_command_builds_only_its_own_group(monkeypatch: pytest.MonkeyPatch, cli) -> None:  # type: ignore[no-untyped-def]
+    root, converted = _fresh_root(monkeypatch)
+    assert root.commands.built() == ["init", "demo"]  # type: ignore[attr-defined]
+    converted.clear()
+    result = _invoke("--db", str(cli.db), "tier", "rules", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert '"key": "tier.method"' in result.stdout
+    assert root.commands.built() == ["init", "demo", "tier"]  # type: ignore[attr-defined]
+    # only the tier module's commands were converted (helper signatures of --headers at most), none of the
+    # ~100 commands of the other groups
+    assert "crmcli.cli.tier" in converted
+    assert set(converted) <= {"crmcli.cli.tier", "crmcli.cli.headers"}
+    # the lazily built group got --headers like every command with --format
+    tier_list = root.commands["tier"].commands["list"]  # type: ignore[attr-defined, index]
+    assert any("--headers" in getattr(p, "opts", ()) for p in tier_list.params)
+
+
+def test_root_help_lists_every_group_like_typer_without_building_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer._click import Context
+    from typer.core import TyperGroup
+
+    root, converted = _fresh_root(monkeypatch)
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    for name in GROUPS:
+        assert f"\n  {name} " in result.stdout
+    assert root.commands.built() == ["init", "demo"]  # type: ignore[attr-defined]
+    assert not any(m.startswith("crmcli.cli.") and m not in ("crmcli.cli.app", "crmcli.cli.headers") for m in converted)
+
+    ctx = Context(root, info_name="crm")  # type: ignore[arg-type]
+    lazy, typers = ctx.make_formatter(), ctx.make_formatter()
+    root.format_commands(ctx, lazy)  # type: ignore[attr-defined]
+    TyperGroup.format_commands(root, ctx, typers)  # type: ignore[arg-type]  # builds every group to list it
+    assert root.commands.built() == ["init", "demo", *GROUPS]  # type: ignore[attr-defined]
+    assert lazy.getvalue() == typers.getvalue()
+    assert lazy.getvalue().count("\n") >= len(GROUPS) + 3
+
+
+def test_an_unknown_command_is_refused_without_building_any_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _converted = _fresh_root(monkeypatch)
+    result = _invoke("custmer", "list")
+    assert result.exit_code == 2
+    assert "No such command 'custmer'. Did you mean 'customer'?" in result.stderr
+    assert root.commands.built() == ["init", "demo"]  # type: ignore[attr-defined]

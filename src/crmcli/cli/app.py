@@ -11,8 +11,8 @@ from typer.core import TyperGroup
 
 from crmcli import __version__
 from crmcli.cli import typer_i18n
-from importlib import import_module
 from crmcli.cli.common import reset_state, state
+from crmcli.cli.lazy_groups import LazyCommands, typer_info
 from crmcli.errors import CrmError, ExitCode
 from crmcli.i18n import _
 
@@ -44,6 +44,21 @@ class CrmGroup(TyperGroup):
         from crmcli.cli.headers import install
 
         install(self)  # --headers keys|zh on the root and on every command with --format
+        # The groups are built when first asked for: a run builds one group, not all ~120 commands.
+        self.commands = LazyCommands(dict(self.commands), GROUPS, _build_group)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # Typer's walks items(), which would build every group
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Typer's command listing, with groups not built yet listed from their Typer settings (the same
+        help and flags their built group would have), so `crm --help` builds no group."""
+        commands = [(name, self.commands.peek(name)) for name in self.list_commands(ctx)]
+        commands = [(name, cmd) for name, cmd in commands if not cmd.hidden]
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _cmd in commands)
+            with formatter.section(_("Commands")):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in commands])
 
     def invoke(self, ctx: Any) -> Any:
         from crmcli.core.command import current_command
@@ -174,8 +189,8 @@ def demo(
     demo_cli.run(force=force)
 
 
-# Command groups: (name, module in crmcli.cli). Modules import only typer and i18n at load time, so
-# `crm --help` never loads SQLAlchemy (a test guards this).
+# Command groups: (name, module in crmcli.cli), imported and built on first use (CrmGroup). Modules import
+# only typer and i18n at load time, so `crm --help` never loads SQLAlchemy (a test guards this).
 GROUPS: list[tuple[str, str]] = [
     ("customer", "customer"),
     ("purchase", "purchase"),
@@ -193,8 +208,18 @@ GROUPS: list[tuple[str, str]] = [
     ("db", "db"),
 ]
 
-for _name, _module in GROUPS:
-    app.add_typer(import_module(f"crmcli.cli.{_module}").app, name=_name)
+
+
+def _build_group(name: str, sub: typer.Typer) -> Any:
+    """The Click group that ``app.add_typer(sub, name=name)`` would have put in the tree, with --headers."""
+    from typer.main import get_group_from_info
+
+    from crmcli.cli.headers import install_below
+
+    group = get_group_from_info(typer_info(sub, name), pretty_exceptions_short=app.pretty_exceptions_short,
+                                rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+    install_below(group)
+    return group
 
 
 def main() -> None:  # pragma: no cover - kept for `python -c 'from crmcli.cli.app import main'`

@@ -7,7 +7,8 @@ what makes Excel read Chinese text in a CSV correctly).
 
 The option is accepted globally (``crm --headers zh customer list -f csv``) and on every command that has
 ``--format`` (``crm customer list -f csv --headers zh``); it is added to those commands here, once, when
-the root group is built, so that no command module needs its own parameter.
+the root group is built (and on a command group when it is built on first use), so that no command module
+needs its own parameter.
 """
 
 from __future__ import annotations
@@ -82,20 +83,24 @@ def _has(command: Any, name: str) -> bool:
 
 
 def install(root: Any) -> None:
-    """Add --headers to the root group and to every command that has a --format option."""
+    """Add --headers to the root group and to every command under it that has a --format option.
+
+    The root's command groups are built on first use (cli/lazy_groups.py); each gets the option from
+    ``install_below`` then."""
     if not _has(root, "--headers"):
         root.params.append(_option(_root_signature))
-
-    def walk(command: Any) -> None:
-        commands = getattr(command, "commands", None)
-        if commands is not None:
-            for sub in commands.values():
-                walk(sub)
-        elif _has(command, "--format") and not _has(command, "--headers"):
-            command.params.append(_option(_command_signature))
-
     for sub in root.commands.values():
-        walk(sub)
+        install_below(sub)
+
+
+def install_below(command: Any) -> None:
+    """Add --headers to ``command`` (or, for a group, to every command in it) where it has --format."""
+    commands = getattr(command, "commands", None)
+    if commands is not None:
+        for sub in commands.values():
+            install_below(sub)
+    elif _has(command, "--format") and not _has(command, "--headers"):
+        command.params.append(_option(_command_signature))
 
 
 def heading_row(keys: list[str], labels: list[str]) -> list[str]:
