@@ -140,7 +140,7 @@ def step(session: Session, run_id: int, found: Schema, *, floor: int, trail: boo
         return Step([], [], 0, True)
     kept = _used(session, ids, found) | _changed(session, ids, ENTITY[kind], floor)
     if kind == "purchases" and found.ledger:
-        kept |= _points_used(session, ids)
+        kept |= points_used(session, ids)
     kept = _with_what_kept_rows_point_at(session, table, ids, kept, found)
     gone = sorted(set(ids) - kept)
     points = 0
@@ -227,19 +227,23 @@ def _with_what_kept_rows_point_at(session: Session, table: Table, ids: list[int]
     return kept
 
 
-def _points_used(session: Session, purchase_ids: list[int]) -> set[int]:
-    """Purchases whose points another command has since used (redeemed, expired, reversed)."""
+def points_used(session: Session, purchase_ids: list[int], run_id: int | None = None) -> set[int]:
+    """Purchases whose points another command has since used (redeemed, expired, reversed). Rows of these
+    purchases do not count as use of each other; with ``run_id``, neither do the rows of any purchase of that
+    import (the check before an undo, over all its purchases at once)."""
     used: set[int] = set()
     for part in chunked(purchase_ids):
         rows = f"SELECT id FROM points_ledger WHERE purchase_id IN ({_marks(part)})"
-        # A debit outside these purchases' rows allocated against one of their lots, or a later row that
-        # refers to one of them.
+        ours = rows if run_id is None else (
+            f"SELECT l.id FROM points_ledger l JOIN purchase p ON p.id = l.purchase_id WHERE p.import_id = {int(run_id)}")
+        # A debit from elsewhere allocated against one of their lots, or a later row from elsewhere that refers
+        # to one of them.
         used |= {int(r[0]) for r in sql(session,
             f"SELECT DISTINCT l.purchase_id FROM points_allocation a JOIN points_ledger l ON l.id = a.lot_id "
-            f"WHERE a.lot_id IN ({rows}) AND a.debit_id NOT IN ({rows})")}
+            f"WHERE a.lot_id IN ({rows}) AND a.debit_id NOT IN ({ours})")}
         used |= {int(r[0]) for r in sql(session,
             f"SELECT DISTINCT l.purchase_id FROM points_ledger x JOIN points_ledger l ON l.id = x.ref_id "
-            f"WHERE x.ref_id IN ({rows}) AND x.id NOT IN ({rows})")}
+            f"WHERE x.ref_id IN ({rows}) AND x.id NOT IN ({ours})")}
     return used
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from crmcli.core import audit
@@ -120,7 +120,7 @@ def finish(store: Any, run_id: int) -> dict[str, Any]:
         points += step.points
         if step.last:
             break
-    return {"import_id": run_id, "kind": run.kind, "removed": int(done[0] or 0), "kept": kept,
+    return {"import_id": run_id, "kind": run.kind, "removed": int(done[0] or 0), "kept": sorted(kept),
             "points_entries_removed": points}
 
 
@@ -181,19 +181,11 @@ def _label(session: Session, entity: str, entity_id: int) -> str:
 
 
 def _refuse_if_points_used(session: Session, ids: list[int], run_id: int) -> None:
-    """Points the purchase hooks wrote for these purchases may go with them only if nothing used them since."""
+    """Points the purchase hooks wrote for these purchases may go with them only if no other command used them
+    since (a redemption, an expiry ...). A refund in the same import reversing its sale's points is not such a
+    use: both go."""
     if not any(t == "points_ledger" for t, _c in references(session, "purchase")):
         return
-    ledger: list[int] = []
-    for part in chunked(ids):
-        marks = ", ".join(str(int(i)) for i in part)
-        ledger += [int(r[0]) for r in removal.sql(session, f"SELECT id FROM points_ledger WHERE purchase_id IN ({marks})")]
-    for part in chunked(ledger):
-        marks = ", ".join(str(int(i)) for i in part)
-        used = removal.sql(
-            session, f"SELECT 1 FROM points_allocation WHERE (lot_id IN ({marks}) OR debit_id IN ({marks})) LIMIT 1").first()
-        later = removal.sql(
-            session, f"SELECT 1 FROM points_ledger WHERE ref_id IN ({marks}) AND id NOT IN ({marks}) LIMIT 1").first()
-        if used or later:
-            raise Conflict(_("Import #{id} cannot be undone: points earned on its purchases have been used.").format(
-                id=run_id), hint=_("See them with `crm points history`; undo is only for imports nothing used yet."))
+    if removal.points_used(session, ids, run_id):
+        raise Conflict(_("Import #{id} cannot be undone: points earned on its purchases have been used.").format(
+            id=run_id), hint=_("See them with `crm points history`; undo is only for imports nothing used yet."))
