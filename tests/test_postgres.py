@@ -250,3 +250,47 @@ def test_an_import_keeps_the_planners_statistics_current(cli: Any, tmp_path: Pat
                                     "('customer', 'contact_point') AND relnamespace = to_regnamespace(%s)",
                                     (cli.db.name,)).fetchall())
     assert counted["customer"] >= 500 and counted["contact_point"] >= 1000
+
+
+def test_batch_lookups_probe_the_indexes_whatever_the_table_size(cli: Any, store: Any, monkeypatch: Any) -> None:
+    """An import looks up each batch's codes, phones, e-mails and order refs. Sent as one long IN list, these
+    made PostgreSQL's planner scan the whole contact table per batch while it held fewer than ~100,000 rows
+    (cheaper by its costs than 900 index probes), so a customer import grew with the square of its size
+    (issue #11's scaling benchmark). Each value is now one index probe: no plan may scan a table."""
+    from crmcli.core.io import lookups
+
+    n = 30_000
+    with pg_support.connect(cli.db.name) as conn:
+        conn.execute("INSERT INTO customer (code, name, created_at, updated_at) SELECT 'P' || lpad(i::text, 7, '0'), "
+                     "'Guest ' || i, now(), now() FROM generate_series(1, %s) AS i", (n,))
+        conn.execute("INSERT INTO contact_point (customer_id, kind, value, position) "
+                     "SELECT id, 'email', 'G' || id || '@Example.com', 0 FROM customer UNION ALL "
+                     "SELECT id, 'phone', '+86138' || lpad(id::text, 8, '0'), 0 FROM customer")
+        conn.execute("INSERT INTO purchase (customer_id, kind, amount_minor, quantity, purchased_at, purchased_on, ref, "
+                     "created_at) SELECT id, 'sale', 100, 1, now(), current_date, 'R' || id, now() FROM customer")
+        for table in ("customer", "contact_point", "purchase"):
+            conn.execute(f'ANALYZE "{table}"')
+        ids = dict(conn.execute("SELECT code, id FROM customer").fetchall())
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    real = lookups._statement
+
+    def spy(*args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...]]:
+        sent.append(real(*args, **kwargs))
+        return sent[-1]
+
+    monkeypatch.setattr(lookups, "_statement", spy)
+    wanted = [f"P{i:07d}" for i in range(1, n + 1, 17)] + ["P9999999"]  # 1,765 codes: two batches, one unknown
+    with store.read() as session:
+        by_code = lookups.by_code(session, wanted)
+        by_email = lookups.by_contact(session, "email", [f"g{ids[c]}@example.com" for c in wanted[:-1]])
+        by_phone = lookups.by_contact(session, "phone", [f"+86138{ids[c]:08d}" for c in wanted[:-1]])
+        by_ref = lookups.ids_by(session, "purchase", "ref", [f"R{ids[c]}" for c in wanted[:-1]])
+    assert by_code == {c: ids[c] for c in wanted[:-1]}
+    assert by_email == {f"g{ids[c]}@example.com": {ids[c]} for c in wanted[:-1]}
+    assert by_phone == {f"+86138{ids[c]:08d}": {ids[c]} for c in wanted[:-1]}
+    assert len(by_ref) == len(wanted) - 1
+    assert len(sent) == 8
+    with pg_support.connect(cli.db.name) as conn:
+        for sql, params in sent:
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
+            assert "Seq Scan" not in plan and "Index" in plan, (sql[:200], plan)
