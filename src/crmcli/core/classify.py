@@ -439,14 +439,42 @@ def write_rows(session: Session, ids: Any, found: Any, changed: Any, values: dic
     keys = list(values)
     upd = np.nonzero(changed & found)[0]
     ins = np.nonzero(changed & ~found)[0]
-    if len(upd):
+    if len(upd) and session.connection().dialect.name == "postgresql":
+        _copy_update(session, keys, [values[k][upd] for k in keys], ids[upd])
+    elif len(upd):
         stmt = update(CC).where(CC.c.customer_id == bindparam("_customer_id")).values(
             {k: bindparam("_" + k) for k in keys})
         executemany(session, stmt, [*keys, "customer_id"], [values[k][upd] for k in keys] + [ids[upd]])
     if len(ins):
         extra = [k for k in CLASS_NOT_NULL if k not in values]  # NOT NULL columns rfm does not set
-        executemany(session, insert(CC), ["customer_id", *keys, *extra],
-                    [ids[ins], *(values[k][ins] for k in keys), *([[0] * len(ins)] * len(extra))])
+        insert_columns(session, CC, ["customer_id", *keys, *extra],
+                       [ids[ins], *(values[k][ins] for k in keys), *([[0] * len(ins)] * len(extra))])
+
+
+def insert_columns(session: Session, table: Any, keys: list[str], columns: list[Any]) -> None:
+    """Insert rows given as one sequence per column: COPY on PostgreSQL (a statement per row, as its driver's
+    executemany sends them, cost the server ~150 us a row), the driver's executemany elsewhere."""
+    if session.connection().dialect.name == "postgresql":
+        from crmcli.store.bulk import copy_rows
+
+        copy_rows(session.connection(), table, keys, zip(*[c.tolist() if hasattr(c, "tolist") else c for c in columns]))
+        return
+    executemany(session, insert(table), keys, columns)
+
+
+def _copy_update(session: Session, keys: list[str], columns: list[Any], ids: Any) -> None:
+    """PostgreSQL: update customer_class rows by COPY into a temporary table and one UPDATE ... FROM."""
+    from crmcli.store.bulk import copy_rows
+
+    conn = session.connection()
+    names = ", ".join(keys)
+    conn.exec_driver_sql(f"CREATE TEMP TABLE crm_class_update ON COMMIT DROP AS "
+                         f"SELECT customer_id, {names} FROM customer_class WITH NO DATA")
+    copy_rows(conn, "crm_class_update", ["customer_id", *keys],
+              zip(ids.tolist(), *[c.tolist() if hasattr(c, "tolist") else c for c in columns]))
+    conn.exec_driver_sql(f"UPDATE customer_class AS t SET {', '.join(f'{k} = s.{k}' for k in keys)} "
+                         f"FROM crm_class_update AS s WHERE t.customer_id = s.customer_id")
+    conn.exec_driver_sql("DROP TABLE crm_class_update")
 
 
 CLASS_NOT_NULL = ("net_minor", "orders")
@@ -568,8 +596,8 @@ class Writes:
     store: ``run_two_phase`` does it between the read and the write phase. ``apply`` then moves them in with
     two ``INSERT ... SELECT`` statements, so the write lock is held for SQLite's own work on the rows, not
     for binding millions of Python values one by one (a first recompute at 1M customers: other writers
-    waited 29.6 s for the lock before, see docs/tiers.md). Elsewhere ``apply`` writes the rows with the
-    driver's executemany (PostgreSQL's row locks do not stop other writers)."""
+    waited 29.6 s for the lock before, see docs/tiers.md). On PostgreSQL ``apply`` writes the rows with COPY
+    (its row locks do not stop other writers, so nothing is staged)."""
 
     found: Any  # bool per row: a customer_class row existed when computed
     rows: dict[str, Col]
@@ -626,8 +654,8 @@ class Writes:
                 if isinstance(block, Derived):
                     block = block.block(self.rows)
                 m = len(block["customer_id"].values)
-                executemany(session, insert(HIST), ["run_id", *HIST_KEYS],
-                            [[run_id] * m, *(block[k].driver(session, m) for k in HIST_KEYS)])
+                insert_columns(session, HIST, ["run_id", *HIST_KEYS],
+                               [[run_id] * m, *(block[k].driver(session, m) for k in HIST_KEYS)])
             return
         extra = [k for k in CLASS_NOT_NULL if k not in keys]
         # An upsert: new customers get a row, the others have theirs updated (ids ascending, as the table).

@@ -11,7 +11,7 @@ INSERT per row down a pipeline, about four times slower for a customer import's 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -52,7 +52,7 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
         return
     if dialect.name == "postgresql":
-        _copy_rows(connection, table, columns, rows)
+        copy_rows(connection, table, columns, rows)
         return
     mark = _MARKS[style]
     sql = 'INSERT INTO "{}" ({}) VALUES ({})'.format(
@@ -76,11 +76,12 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     connection.exec_driver_sql(sql, list(rows) if not isinstance(rows, list) else rows)
 
 
-def _copy_rows(connection: Any, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """COPY ... FROM STDIN on the session's own connection, so the rows belong to its transaction. Values go
-    as psycopg adapts them (text format): the same forms its INSERT parameters would take."""
+def copy_rows(connection: Any, table: Table | str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL: COPY ... FROM STDIN on the session's own connection, so the rows belong to its transaction.
+    Values go as psycopg adapts them (text format): the same forms its INSERT parameters would take."""
     driver = connection.connection.driver_connection
-    sql = 'COPY "{}" ({}) FROM STDIN'.format(table.name, ", ".join(f'"{c}"' for c in columns))
+    name = table if isinstance(table, str) else table.name
+    sql = 'COPY "{}" ({}) FROM STDIN'.format(name, ", ".join(f'"{c}"' for c in columns))
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(row)

@@ -448,11 +448,13 @@ def write_scores(session: Session, sc: Scores) -> None:
     columns = _score_columns(sc)
     k = len(columns)
     conn = session.connection()
-    if conn.dialect.name != "sqlite":  # portable path (PostgreSQL...): replace through Core executemany
+    if conn.dialect.name != "sqlite":  # PostgreSQL: replace the rows through COPY
+        from crmcli.store.bulk import copy_rows
+
         flat: list[Any] = [None] * (n * k)
         _fill_rows(flat, columns, 0, n)
         session.execute(delete(SCORE))
-        conn.execute(insert(SCORE), [dict(zip(SCORE_COLUMNS, flat[i:i + k])) for i in range(0, n * k, k)])
+        copy_rows(conn, SCORE, SCORE_COLUMNS, (flat[i:i + k] for i in range(0, n * k, k)))
         return
     import sqlite3
 
