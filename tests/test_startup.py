@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-def _groups() -> list[str]:
-    """Every registered group, read from the source of cli/app.py (importing it here would import the groups
-    into this process, which says nothing about the subprocess but costs time)."""
+def _groups() -> dict[str, str]:
+    """Every registered group (name → module), read from the source of cli/app.py (importing it here would
+    import the groups into this process, which says nothing about the subprocess but costs time)."""
     import ast
     from pathlib import Path
 
@@ -19,11 +19,12 @@ def _groups() -> list[str]:
     tree = ast.parse((Path(crmcli.cli.__file__).parent / "app.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "GROUPS":
-            return [elt.elts[0].value for elt in node.value.elts]  # type: ignore[attr-defined]
+            return {elt.elts[0].value: elt.elts[1].value for elt in node.value.elts}  # type: ignore[attr-defined]
     raise AssertionError("cli/app.py has no GROUPS list")
 
 
-GROUPS = _groups()
+GROUP_MODULES = _groups()
+GROUPS = list(GROUP_MODULES)
 
 
 def _imported_modules(*args: str) -> tuple[str, set[str]]:
@@ -142,3 +143,33 @@ def test_an_unknown_command_is_refused_without_building_any_group(monkeypatch: p
     assert result.exit_code == 2
     assert "No such command 'custmer'. Did you mean 'customer'?" in result.stderr
     assert root.commands.built() == ["init", "demo"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("args", [["tier", "rules"], ["customer", "list", "--limit", "1"]])
+def test_a_store_command_imports_only_what_it_uses(cli, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """In a real process: no other group's module (nor its core), and on a SQLite store no PostgreSQL
+    dialect (a dialect option on a model once imported all of it, ~0.15 s of every command)."""
+    import pg_support
+
+    out, modules = _loaded_modules("--db", str(cli.db), *args, "--format", "json")
+    assert out.startswith("[")
+    modules_of_groups = {f"crmcli.cli.{m}" for m in GROUP_MODULES.values()}
+    assert modules & modules_of_groups == {f"crmcli.cli.{GROUP_MODULES[args[0]]}"}
+    assert not any(m.startswith(("crmcli.core.reports", "crmcli.core.churn", "crmcli.core.surveys", "crmcli.render"))
+                   for m in modules)
+    if not pg_support.PG_URL:
+        assert not any(m.startswith("sqlalchemy.dialects.postgresql") for m in modules)
+
+
+
+def _loaded_modules(*args: str) -> tuple[str, set[str]]:
+    """stdout of `crm ARGS` and every module loaded by its end (-X importtime misses the modules that
+    importlib.import_module loads, as the group modules are)."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: sys.stderr.write('\\n'.join(['MODULES', *sys.modules])))\n"
+            "from crmcli.cli.entry import main\n"
+            "main(sys.argv[1:])\n")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env={**os.environ, "CRM_LANG": "en"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, set(proc.stderr.rpartition("MODULES\n")[2].splitlines())
