@@ -209,7 +209,6 @@ GROUPS: list[tuple[str, str]] = [
 ]
 
 
-
 def _build_group(name: str, sub: typer.Typer) -> Any:
     """The Click group that ``app.add_typer(sub, name=name)`` would have put in the tree, with --headers."""
     from typer.main import get_group_from_info
