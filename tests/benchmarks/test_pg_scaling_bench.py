@@ -36,8 +36,16 @@ grows by less than MIN_GROWTH from N to 4N has no measurable per-row cost and is
        import purchases  SQLite 9.08 / 16.70 / 28.35 (0.76) PostgreSQL 14.12 / 23.98 / 50.68 (1.35)
        tier recompute    SQLite 3.00 / 2.69 / 4.17 (-)      PostgreSQL 8.97 / 13.02 / 23.78 (1.33)
        churn scan        SQLite 3.57 / 4.19 / 4.33 (-)      PostgreSQL 6.13 / 9.50 / 20.55 (1.64)
-The customer import's growth on PostgreSQL between 40k and 80k is real (wall 2.06 and 3.29 in two runs) and
-not yet explained; the earlier wall-clock run above had 1.17.
+The customer import's growth on PostgreSQL between 40k and 80k was real (wall 2.06 and 3.29 in two runs): the
+per-batch lookups by phone and e-mail were one `IN (...)` list of 900 values, for which the planner chose a
+sequential scan of the contact table below ~100,000 rows (2.9 ms per lookup at 20k customers, 30 ms at 80k).
+Each value is now one index probe (core/io/lookups.py), and the recomputes write with COPY. Run again on
+2026-11-30 (third session; N = 20,000, best of 2, load average 3-4.5 with two other engineers' tests) it passes:
+  CPU  import customers  SQLite 3.05 / 5.45 / 9.09 (0.76)   PostgreSQL 7.40 / 12.40 / 19.77 (0.74)
+       import purchases  SQLite 7.69 / 13.67 / 34.70 (1.76) PostgreSQL 15.32 / 27.54 / 54.88 (1.12)
+       tier recompute    SQLite 2.40 / 2.99 / 3.78 (0.66)   PostgreSQL 5.63 / 8.96 / 14.58 (0.84)
+       tier rfm          SQLite 1.96 / 2.13 / 2.49 (-)      PostgreSQL 3.02 / 3.47 / 3.55 (-)
+       churn scan        SQLite 2.59 / 3.66 / 4.85 (0.56)   PostgreSQL 4.88 / 7.96 / 13.03 (0.82)
 """
 
 from __future__ import annotations
