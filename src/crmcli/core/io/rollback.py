@@ -27,9 +27,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from crmcli.core import audit
 from crmcli.core.clock import utcnow
-from crmcli.core.io import before_images, removal
 from crmcli.store.engine import process_alive
 from crmcli.store.models_imports import ImportRun
 
@@ -110,6 +108,10 @@ def discard(store: Any, run_id: int, *, claim: bool = False) -> Discarded | None
     """Remove what the run wrote, in steps (each its own write transaction); see the module docstring. With
     ``claim`` (another process's dead run) only if it is still a run whose process is gone, which the first
     step checks under the lock: of two commands that found it, one does the work. None when not this one's."""
+    # Here, not at the top: every command opens the store through ``recover``, few have anything to take back.
+    from crmcli.core import audit
+    from crmcli.core.io import before_images, removal
+
     with store.write() as session:
         run = session.execute(select(RUN).where(RUN.c.id == run_id)).first()
         if run is None or (claim and (run.status != "running" or alive(run))):
