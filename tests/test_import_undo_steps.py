@@ -190,10 +190,7 @@ def test_a_killed_undo_is_finished_by_the_next_command_as_a_clean_undo_would_end
     assert one(cli.db, "SELECT COUNT(*) FROM customer") == CUSTOMERS - 4 * STEP  # 4 steps committed
     assert cli.json("import", "history")[0]["status"] == "undoing"  # its process (this one) still lives
     cli.ok("db", "check")
-    conn = sqlite3.connect(cli.db)
-    with conn:
-        conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
-    conn.close()
+    make_owner_dead(cli.db)
 
     steps.die_after = None
     result = cli.ok("customer", "list")
@@ -212,10 +209,7 @@ def test_rerunning_the_undo_finishes_it(cli, tmp_path, steps):
     pg_support.copy_store(cli.db, clean)
     steps.die_after = 2
     assert cli("import", "undo", "1", "--yes").exit_code == 137
-    conn = sqlite3.connect(cli.db)
-    with conn:
-        conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
-    conn.close()
+    make_owner_dead(cli.db)
     steps.die_after = None
     result = cli.ok("import", "undo", "1", "--yes")
     assert f"Import #1 undone: {CUSTOMERS} customers removed." in result.stderr
@@ -309,10 +303,7 @@ def test_a_killed_take_back_is_finished_by_the_next_command(cli, tmp_path, steps
     assert one(cli.db, "SELECT COUNT(*) FROM import_before") == 0  # the two regulars were put back first
     assert one(cli.db, "SELECT COUNT(*) FROM customer") == 2 + CUSTOMERS - 3 * STEP
     cli.ok("db", "check")
-    conn = sqlite3.connect(cli.db)
-    with conn:
-        conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
-    conn.close()
+    make_owner_dead(cli.db)
     steps.die_after = None
     result = cli.ok("customer", "list")
     assert "Import #1 was interrupted (its process ended); its " in result.stderr
@@ -330,3 +321,11 @@ def test_a_record_used_between_take_back_steps_is_kept(cli, tmp_path, steps, imp
     assert query(cli.db, "SELECT status, owner, undo_kept FROM import_run") == [("failed", None, 1)]
     assert [(r["entity"], r["entity_id"]) for r in audit_rows(cli.db, "import-kept")] == [("customer", 10)]
     cli.ok("db", "check")
+
+
+def make_owner_dead(db: Path) -> None:
+    """As if the process running the import or its undo had died (its pid now names no process)."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
+    conn.close()

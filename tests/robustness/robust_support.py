@@ -584,3 +584,15 @@ def elapsed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     t = time.monotonic()
     result = fn(*args, **kwargs)
     return time.monotonic() - t, result
+
+
+def run_trials(name: str, trial: Any, points: list[Any], ticks: int) -> None:
+    """Run a kill campaign's trials two at a time; each returns "applied", "not applied" or what went wrong."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(trial, enumerate(points)))
+    failures = [r for r in results if r not in ("applied", "not applied")]
+    assert not failures, "\n".join(failures)
+    print(f"{name}: {len(points)} kills, {results.count('applied')} applied, "
+          f"{results.count('not applied')} not applied ({ticks} ticks in a full run)")

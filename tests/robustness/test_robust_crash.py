@@ -17,7 +17,6 @@ Replay a failure with CRM_ROBUST_SEED=<seed printed in the failure>.
 from __future__ import annotations
 
 import random
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,12 +180,7 @@ def _campaign(op: Operation, shop: Path, files: Path, work: Path, zygote: Zygote
             leftover.unlink()
         return outcome
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(trial, enumerate(points)))
-    failures = [r for r in results if r not in ("applied", "not applied")]
-    assert not failures, "\n".join(failures)
-    print(f"{op.name}: {len(points)} kills, {results.count('applied')} applied, "
-          f"{results.count('not applied')} not applied ({ref.ticks} ticks in a full run)")
+    robust_support.run_trials(op.name, trial, points, ref.ticks)
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=lambda o: o.name)
