@@ -176,7 +176,8 @@ def test_records_used_or_changed_between_steps_are_kept_and_named(cli, tmp_path,
     assert [(r["entity"], r["entity_id"], r["after"]) for r in kept] == [
         ("customer", 300, {"import_id": 1}), ("customer", 7, {"import_id": 1})]
     assert query(cli.db, "SELECT status, undo_removed, undo_kept FROM import_run") == [("undone", CUSTOMERS - 2, 2)]
-    assert cli.json("import", "history")[0]["status"] == "undone"
+    run = cli.json("import", "history")[0]
+    assert (run["status"], run["undo_removed"], run["undo_kept"]) == ("undone", CUSTOMERS - 2, 2)
     cli.ok("db", "check")
 
 
@@ -188,7 +189,9 @@ def test_a_killed_undo_is_finished_by_the_next_command_as_a_clean_undo_would_end
     steps.die_after = 4
     assert cli("import", "undo", "1", "--yes").exit_code == 137
     assert one(cli.db, "SELECT COUNT(*) FROM customer") == CUSTOMERS - 4 * STEP  # 4 steps committed
-    assert cli.json("import", "history")[0]["status"] == "undoing"  # its process (this one) still lives
+    run = cli.json("import", "history")[0]
+    assert run["status"] == "undoing"  # its process (this one) still lives
+    assert (run["undo_removed"], run["undo_kept"]) == (4 * STEP, 0)  # its progress, for scripts watching it
     cli.ok("db", "check")
     make_owner_dead(cli.db)
 

@@ -226,7 +226,8 @@ def history(limit: LimitOpt = None, fmt: FormatOpt = None) -> None:
                Column("updated", _("Updated"), "int"), Column("unchanged", _("Unchanged"), "int"),
                Column("rejected", _("Rejected"), "int"), Column("skipped", _("Skipped"), "int"),
                Column("status", _("Status")), Column("undone_at", _("Undone"), "datetime"),
-               Column("finished_at", _("Finished"), "datetime"), Column("actor", _("By"))]
+               Column("finished_at", _("Finished"), "datetime"), Column("actor", _("By")),
+               Column("undo_removed", _("Undo removed"), "int"), Column("undo_kept", _("Undo kept"), "int")]
     emit(rows, columns, fmt, Units(ctx.currency, ctx.tz), empty_message=_("No imports yet."))
 
 

@@ -422,7 +422,8 @@ def history(session: Session, *, limit: int | None = None) -> list[dict[str, Any
     return [{"id": r.id, "kind": r.kind, "source": r.source, "mode": r.mode, "started_at": r.started_at,
              "finished_at": r.finished_at, "read": r.rows_read, "created": r.created, "updated": r.updated,
              "unchanged": r.unchanged, "rejected": r.rejected, "skipped": r.skipped, "status": r.status,
-             "undone_at": r.undone_at, "actor": r.actor} for r in session.execute(stmt)]
+             "undone_at": r.undone_at, "actor": r.actor, "undo_removed": r.undo_removed, "undo_kept": r.undo_kept}
+            for r in session.execute(stmt)]
 
 
 def batch_audit(entity: str, run_id: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
