@@ -274,6 +274,32 @@ def test_purchases_with_points_are_undone_in_steps(cli, tmp_path, steps):
     cli.ok("db", "check")
 
 
+
+
+def test_points_redeemed_to_pay_for_an_imported_sale_are_use_of_it(cli, tmp_path, steps, store, unchanged):
+    """`points redeem --purchase` names the sale it pays for. Taken from an older lot (not the sale's own points),
+    the redemption touched none of the import's ledger rows, and an undo erased it with the sale: the customer
+    got the spent points back. It is use of the sale: the undo is refused (and a step would keep the sale)."""
+    shop(cli)
+    cli.ok("purchase", "add", "C000001", "100", "--at", "2024-01-05")  # a lot that expires before the imported ones
+    data = imported(cli, "purchases", purchases_csv(tmp_path / "p.csv"))
+    sale = one(cli.db, "SELECT id FROM purchase WHERE ref = 'S3'")  # a sale of C000001
+    imported_sales = [r[0] for r in query(cli.db, "SELECT id FROM purchase WHERE import_id IS NOT NULL")]
+    with store.read() as session:
+        assert removal.points_used(session, imported_sales, data["import_id"]) == set()
+    cli.ok("points", "redeem", "C000001", "5", "--purchase", str(sale), "--as-of", "2024-06-30")
+    lots = query(cli.db, "SELECT l.purchase_id FROM points_allocation a JOIN points_ledger l ON l.id = a.lot_id "
+                         "JOIN points_ledger d ON d.id = a.debit_id WHERE d.kind = 'redeem'")
+    assert lots == [(1,)]  # paid from the hand-entered sale's lot: no imported lot was touched
+    with store.read() as session:
+        assert removal.points_used(session, imported_sales, data["import_id"]) == {sale}  # the check before
+        assert removal.points_used(session, [sale, sale + 1]) == {sale}  # a step's own check
+    check = unchanged()
+    fails(cli, 4, "import", "undo", str(data["import_id"]), "--yes", says=["cannot be undone", f"redeemed to pay for them (purchase #{sale})"])
+    assert steps.done == 0
+    check()
+
+
 # ------------------------------------------------------------------ a failed stepped import, taken back in steps
 @pytest.fixture
 def import_steps(monkeypatch: pytest.MonkeyPatch) -> None:

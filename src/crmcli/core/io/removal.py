@@ -227,15 +227,25 @@ def _with_what_kept_rows_point_at(session: Session, table: Table, ids: list[int]
     return kept
 
 
+# The ledger rows the purchase hooks write for a purchase (its earned points, referral rewards, the reversal or
+# restoring of points by a refund): they go with the purchase. Any other row naming a purchase (`points redeem
+# --purchase`, an adjustment) is another command's work, so use of that purchase.
+HOOK_KINDS = "('earn', 'referral', 'reversal', 'restore')"
+
+
 def points_used(session: Session, purchase_ids: list[int], run_id: int | None = None) -> set[int]:
-    """Purchases whose points another command has since used (redeemed, expired, reversed). Rows of these
-    purchases do not count as use of each other; with ``run_id``, neither do the rows of any purchase of that
-    import (the check before an undo, over all its purchases at once)."""
+    """Purchases whose points another command has since used (redeemed, expired, reversed), or that another
+    command's ledger row names (points redeemed to pay for it). Hook rows of these purchases do not count as use
+    of each other; with ``run_id``, neither do those of any purchase of that import (the check before an undo,
+    over all its purchases at once)."""
     used: set[int] = set()
     for part in chunked(purchase_ids):
-        rows = f"SELECT id FROM points_ledger WHERE purchase_id IN ({_marks(part)})"
+        rows = f"SELECT id FROM points_ledger WHERE purchase_id IN ({_marks(part)}) AND kind IN {HOOK_KINDS}"
         ours = rows if run_id is None else (
-            f"SELECT l.id FROM points_ledger l JOIN purchase p ON p.id = l.purchase_id WHERE p.import_id = {int(run_id)}")
+            f"SELECT l.id FROM points_ledger l JOIN purchase p ON p.id = l.purchase_id WHERE p.import_id = {int(run_id)} "
+            f"AND l.kind IN {HOOK_KINDS}")
+        used |= {int(r[0]) for r in sql(session, f"SELECT DISTINCT purchase_id FROM points_ledger "
+                                                 f"WHERE purchase_id IN ({_marks(part)}) AND kind NOT IN {HOOK_KINDS}")}
         # A debit from elsewhere allocated against one of their lots, or a later row from elsewhere that refers
         # to one of them.
         used |= {int(r[0]) for r in sql(session,
@@ -257,11 +267,12 @@ def remove_points(session: Session, purchase_ids: list[int], run_id: int) -> int
     removed = 0
     for part in chunked(purchase_ids):
         marks = _marks(part)
-        rows = f"SELECT id FROM points_ledger WHERE purchase_id IN ({marks})"
+        own = f"purchase_id IN ({marks}) AND kind IN {HOOK_KINDS}"  # another command's rows made it "used"
+        rows = f"SELECT id FROM points_ledger WHERE {own}"
         sql(session, f"DELETE FROM points_allocation WHERE debit_id IN ({rows}) OR lot_id IN ({rows})")
         # Reversing rows (ref_id) first, then the rows they reverse.
-        removed += sql(session, f"DELETE FROM points_ledger WHERE purchase_id IN ({marks}) AND ref_id IS NOT NULL").rowcount or 0
-        removed += sql(session, f"DELETE FROM points_ledger WHERE purchase_id IN ({marks})").rowcount or 0
+        removed += sql(session, f"DELETE FROM points_ledger WHERE {own} AND ref_id IS NOT NULL").rowcount or 0
+        removed += sql(session, f"DELETE FROM points_ledger WHERE {own}").rowcount or 0
     session.execute(text("DELETE FROM points_ledger_unlock WHERE import_id = :id"), {"id": run_id})
     return removed
 

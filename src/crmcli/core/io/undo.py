@@ -182,10 +182,12 @@ def _label(session: Session, entity: str, entity_id: int) -> str:
 
 def _refuse_if_points_used(session: Session, ids: list[int], run_id: int) -> None:
     """Points the purchase hooks wrote for these purchases may go with them only if no other command used them
-    since (a redemption, an expiry ...). A refund in the same import reversing its sale's points is not such a
-    use: both go."""
+    since (a redemption, an expiry ...), and none names them (points redeemed to pay for one). A refund in the
+    same import reversing its sale's points is not such a use: both go."""
     if not any(t == "points_ledger" for t, _c in references(session, "purchase")):
         return
-    if removal.points_used(session, ids, run_id):
-        raise Conflict(_("Import #{id} cannot be undone: points earned on its purchases have been used.").format(
-            id=run_id), hint=_("See them with `crm points history`; undo is only for imports nothing used yet."))
+    used = removal.points_used(session, ids, run_id)
+    if used:
+        raise Conflict(_("Import #{id} cannot be undone: points earned on its purchases have been used, or points "
+                         "were redeemed to pay for them (purchase #{purchase}).").format(id=run_id, purchase=min(used)),
+                       hint=_("See them with `crm points history`; undo is only for imports nothing used yet."))
