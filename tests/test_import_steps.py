@@ -345,3 +345,28 @@ def test_a_customer_changed_meanwhile_by_another_command_is_kept(cli, tmp_path, 
     assert [(r["entity"], r["entity_id"]) for r in kept] == [("customer", 1)]
     assert one(cli.db, "SELECT COUNT(*) FROM import_before") == 0
     cli.ok("db", "check")
+
+
+def test_a_run_taken_over_by_another_machine_stops_instead_of_writing_on(cli, tmp_path, steps, monkeypatch):
+    """On a shared server a command on another machine takes back a run whose row has not moved for 10 minutes
+    (core/io/rollback.STALE_AFTER) and makes the run its own. The importing process must not go on: its next
+    step would write rows of a run that is gone, or report success over rows taken back. Each step commits only
+    while the run is still this process's."""
+    original = importer._finish_step
+    calls = []
+
+    def meanwhile(session, result):  # noqa: ANN001
+        original(session, result)
+        calls.append(1)
+        if len(calls) == 2:  # as if another machine had claimed the run after this step
+            from sqlalchemy import text
+
+            session.execute(text("UPDATE import_run SET owner = 'elsewhere:1:1'"))
+
+    monkeypatch.setattr(importer, "_finish_step", meanwhile)
+    result = cli("import", "customers", customers_csv(tmp_path / "c.csv"), "--as-of", "2024-06-30")
+    assert result.exit_code == 1, result.stderr
+    assert "was taken back by another crm command while it ran" in result.stderr
+    assert len(calls) == 2  # the third step did not commit
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 0  # what it had committed was taken back too
+    cli.ok("db", "check")

@@ -368,10 +368,11 @@ def _run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterat
 
             before_images.forget(session, result.run_id)
         last_audit = session.execute(select(func.max(audit.AuditEntry.__table__.c.id))).scalar()
-        session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
+        _still_ours(session, result.run_id, session.execute(update(RUN).where(
+            RUN.c.id == result.run_id, RUN.c.owner == rollback.owner()).values(
             finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
             unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped, status=status,
-            last_audit_id=last_audit, owner=None))
+            last_audit_id=last_audit, owner=None)))
         steps.commit()
         result.committed = True
     except BaseException as error:
@@ -398,9 +399,21 @@ def _run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterat
 def _finish_step(session: Session, result: Result) -> None:
     """The run row shows the progress (and, by its time, that its process is alive) at every step."""
     _advance_sequences(session)
-    session.execute(update(RUN).where(RUN.c.id == result.run_id).values(
+    _still_ours(session, result.run_id, session.execute(update(RUN).where(
+        RUN.c.id == result.run_id, RUN.c.owner == rollback.owner()).values(
         finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
-        unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped))
+        unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped)))
+
+
+def _still_ours(session: Session, run_id: int | None, updated: Any) -> None:
+    """A step commits only while its run is still this process's: a command on another machine that judged the
+    run dead (its row unmoved for rollback.STALE_AFTER) takes it back, and this process's later rows would then
+    belong to no run, or its earlier ones be gone while it reports success. The step's transaction rolls back."""
+    if updated.rowcount != 1:
+        raise CrmError(_("Import #{id} was taken back by another crm command while it ran (it looked stalled "
+                         "for more than {minutes} minutes); nothing of it was kept.").format(
+                             id=run_id, minutes=int(rollback.STALE_AFTER.total_seconds() // 60)),
+                       hint=_("Run the import again."))
 
 
 def _advance_sequences(session: Session) -> None:
