@@ -1,0 +1,425 @@
+"""The cache kept between runs of `crm tier recompute` / `crm tier rfm` (issue #4; core/class_cache.py,
+migration m0021_class_cache): the specification.
+
+* Triggers: ``class_cache_state.purchase_gen`` rises when a purchase is deleted or changed (not when one is
+  added); ``class_gen`` rises on every write of a customer_class row (pins, runs that change rows).
+* Use: a run after a run reads only what changed (``Keeper.reused`` says how each part was used) and gives
+  exactly what a store without the cache gives (a twin store run with CRM_CLASS_CACHE=off).
+* A far move of the as-of date or a deleted purchase falls back to a full pass.
+* A hypothesis differential test against the twin.
+* A change committed between the two phases of a run leaves no cache that claims to be current.
+* A damaged cache row is ignored and overwritten.
+
+The suite runs with CRM_CLASS_CACHE=check (tests/conftest.py): every run also reads the store in full and
+raises AssertionError when the cache gave anything else. PostgreSQL does not use the cache (no triggers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pg_support
+from crm_helpers import cli, fast_cli, one, query, template_store  # noqa: F401  (fixtures)
+from test_tier_support import seed
+
+if pg_support.PG_URL:
+    pytest.skip("the class cache is SQLite only (PostgreSQL: no triggers, the cache is off)", allow_module_level=True)
+
+AS_OF = date(2025, 6, 30)
+FAR = "2030-01-01"  # --as-of for commands that record purchases on any date of the tests
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+@contextmanager
+def cache_mode(mode: str) -> Iterator[None]:
+    before = os.environ.get("CRM_CLASS_CACHE")
+    os.environ["CRM_CLASS_CACHE"] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CRM_CLASS_CACHE", None)
+        else:
+            os.environ["CRM_CLASS_CACHE"] = before
+
+
+def run(cli: Any, mode: str, *args: str) -> Any:
+    with cache_mode(mode):
+        return cli(*args)
+
+
+def ok(cli: Any, mode: str, *args: str) -> Any:
+    result = run(cli, mode, *args)
+    assert result.exit_code == 0, f"{args}: exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def as_json(cli: Any, mode: str, *args: str) -> Any:
+    return json.loads(ok(cli, mode, *args, "--format", "json").stdout)
+
+
+def gens(db: Path) -> tuple[int, int]:
+    """(purchase_gen, class_gen)"""
+    return one(db, "SELECT purchase_gen, class_gen FROM class_cache_state WHERE id = 1")
+
+
+def meta(db: Path) -> dict[str, Any] | None:
+    rows = query(db, "SELECT meta FROM class_cache")
+    assert len(rows) <= 1, rows
+    return json.loads(rows[0][0]) if rows else None
+
+
+def class_rows(db: Path) -> list[tuple[Any, ...]]:
+    return query(db, "SELECT * FROM customer_class ORDER BY customer_id")
+
+
+def history_rows(db: Path) -> list[tuple[Any, ...]]:
+    return query(db, "SELECT * FROM class_history ORDER BY id")
+
+
+def runs(db: Path) -> list[tuple[Any, ...]]:
+    return query(db, "SELECT id, kind, as_of, counts FROM class_run ORDER BY id")
+
+
+def sql(db: Path, statement: str, *params: Any) -> None:
+    """Another process's write, straight through sqlite3 (no crmcli code, no audit row)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(statement, params)
+    finally:
+        conn.close()
+
+
+def is_current(db: Path) -> tuple[bool, bool]:
+    """Whether the cache row claims its (facts, stored) part is current: its counter is the store's now."""
+    m = meta(db)
+    p, c = gens(db)
+    if m is None:
+        return False, False
+    return (bool(m.get("facts")) and m["facts"]["purchase_gen"] == p,
+            bool(m.get("stored")) and m["stored"]["class_gen"] == c)
+
+
+def settled(cli: Any, as_of: date) -> None:
+    """What is stored equals what a full pass without the cache computes: its dry run changes nothing."""
+    data = as_json(cli, "off", "tier", "recompute", "--as-of", as_of.isoformat(), "--dry-run")
+    assert data["changed"] == 0, data
+
+
+def new_twin(template: Path, path: Path) -> Any:
+    from conftest import Cli
+
+    pg_support.copy_store(template, path)
+    return Cli(path)
+
+
+@pytest.fixture
+def twin(template_store: Any, tmp_path: Path, memory_keyring: Any) -> Any:
+    """A second fresh store, run with CRM_CLASS_CACHE=off: what the cached store must equal."""
+    template, secrets = template_store
+    memory_keyring.data.update(secrets)
+    return new_twin(template, tmp_path / "twin.sqlite")
+
+
+@pytest.fixture
+def keepers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every Keeper that a run opens (its ``reused`` says how the cache was used)."""
+    from crmcli.core import class_cache
+
+    seen: list[Any] = []
+    real = class_cache.open_keeper
+
+    def spy(session: Any) -> Any:
+        keeper = real(session)
+        if keeper is not None:  # None: CRM_CLASS_CACHE=off (the twin)
+            seen.append(keeper)
+        return keeper
+
+    monkeypatch.setattr(class_cache, "open_keeper", spy)
+    return seen
+
+
+# The 365-day window as of AS_OF starts on 2024-07-01 (364 days before): Dan's sale of that day leaves it the
+# next day, Bob's of 2024-07-02 (363) the day after.
+PLAN = {"Ann": [(3, "900"), (40, "300"), (200, "50")], "Bob": [(10, "200"), (363, "80")],
+        "Cat": [(30, "120")], "Dan": [(364, "60"), (366, "70")], "Eve": []}
+
+
+def shop(*clis: Any) -> dict[str, int]:
+    """The same customers and purchases in each store (ids equal)."""
+    sales: dict[str, int] = {}
+    for c in clis:
+        sales = seed(c, PLAN)
+    return sales
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, str, str]]) -> str:
+    path.write_text("ref,customer_code,amount,purchased_at\n" + "".join(",".join(r) + "\n" for r in rows),
+                    encoding="utf-8")
+    return str(path)
+
+
+def both(cli: Any, twin: Any, *args: str, json_out: bool = False) -> Any:
+    """The command on the cached store (check mode) and on the twin (off): same exit code, same stdout."""
+    a = run(cli, "check", *args, *(["--format", "json"] if json_out else []))
+    b = run(twin, "off", *args, *(["--format", "json"] if json_out else []))
+    assert a.exit_code == b.exit_code, (args, a.stdout, a.stderr, b.stdout, b.stderr)
+    assert a.stdout == b.stdout, args
+    return json.loads(a.stdout) if json_out and a.exit_code == 0 else a
+
+
+def same_tables(cli: Any, twin: Any) -> None:
+    assert class_rows(cli.db) == class_rows(twin.db)
+    assert history_rows(cli.db) == history_rows(twin.db)
+    assert runs(cli.db) == runs(twin.db)
+
+
+# ------------------------------------------------------------------------------------------ triggers
+
+def test_deleting_or_changing_a_purchase_raises_purchase_gen_adding_one_does_not(cli, tmp_path):
+    shop(cli)
+    assert gens(cli.db) == (0, 0)
+    cli.ok("purchase", "add", "Ann", "10", "--at", "2025-06-01", "--as-of", FAR, "--note", "gift wrap")
+    cli.ok("purchase", "refund", "1", "5", "--at", "2025-06-29", "--as-of", FAR)
+    cli.ok("import", "purchases", write_csv(tmp_path / "p.csv", [("R1", "C000002", "20", "2025-05-01"),
+                                                                   ("R2", "C000003", "30", "2025-06-20")]),
+           "--as-of", FAR)
+    assert one(cli.db, "SELECT count(*) FROM purchase") == 12
+    assert gens(cli.db) == (0, 0)  # inserts need no trigger: they are above the watermark
+
+    cli.ok("import", "undo", "1", "--yes")  # deletes the two imported purchases
+    assert one(cli.db, "SELECT count(*) FROM purchase") == 10
+    assert gens(cli.db) == (2, 0)
+
+    # `customer forget` clears purchase notes: not a column the classification reads
+    cli.ok("customer", "forget", "Ann", "--yes")
+    assert one(cli.db, "SELECT count(*) FROM purchase WHERE note IS NOT NULL") == 0
+    assert gens(cli.db)[0] == 2
+
+    # any writer: the triggers watch customer, date, kind and amount, nothing else
+    last = one(cli.db, "SELECT max(id) FROM purchase WHERE kind = 'sale'")
+    for statement, raised in [("UPDATE purchase SET note = 'x' WHERE id = ?", 0),
+                              ("UPDATE purchase SET product = 'tea', quantity = 3 WHERE id = ?", 0),
+                              ("UPDATE purchase SET amount_minor = amount_minor + 1 WHERE id = ?", 1),
+                              ("UPDATE purchase SET purchased_on = '2025-01-01' WHERE id = ?", 1),
+                              ("UPDATE purchase SET customer_id = 2 WHERE id = ?", 1),
+                              ("UPDATE purchase SET kind = 'refund' WHERE id = ?", 1),
+                              ("UPDATE purchase SET amount_minor = amount_minor WHERE id = ?", 1),  # written: counts
+                              ("DELETE FROM purchase WHERE id = ?", 1)]:
+        before = gens(cli.db)
+        sql(cli.db, statement, last)
+        assert gens(cli.db) == (before[0] + raised, before[1]), statement
+    assert gens(cli.db)[1] == 0  # nothing touched customer_class
+
+
+def test_every_write_of_customer_class_raises_class_gen(cli):
+    shop(cli)
+    data = as_json(cli, "check", "tier", "recompute", "--as-of", AS_OF.isoformat())
+    assert data["changed"] == 5
+    assert gens(cli.db) == (0, 5)  # five rows inserted
+    assert meta(cli.db)["stored"]["class_gen"] == 5  # the cache is valid at the counter after the run's writes
+
+    as_json(cli, "check", "tier", "recompute", "--as-of", AS_OF.isoformat())  # changes nothing
+    assert gens(cli.db) == (0, 5)
+
+    cli.ok("tier", "pin", "Eve", "A", "--reason", "key account", "--as-of", AS_OF.isoformat())
+    assert gens(cli.db) == (0, 6)
+    assert is_current(cli.db) == (True, False)  # the stored part no longer holds
+    cli.ok("tier", "unpin", "Eve", "--as-of", AS_OF.isoformat())
+    assert gens(cli.db) == (0, 7)
+
+    cli.ok("purchase", "add", "Cat", "5000", "--at", "2025-06-30", "--as-of", FAR)
+    data = as_json(cli, "check", "tier", "recompute", "--as-of", "2025-07-01")
+    assert data["changed"] >= 1
+    assert gens(cli.db) == (0, 7 + data["changed"])
+    assert is_current(cli.db) == (True, True)
+
+    cli.ok("tier", "rfm", "--as-of", "2025-07-01", "--window", "30d")
+    # class_gen counts the rows rfm wrote, as its class_run row says
+    counts = json.loads(runs(cli.db)[-1][3])
+    assert runs(cli.db)[-1][1] == "rfm"
+    assert gens(cli.db)[1] == 7 + data["changed"] + counts["changed"]
+
+    # a raw write of any column counts too
+    before = gens(cli.db)
+    sql(cli.db, "UPDATE customer_class SET stage = stage WHERE customer_id = 1")
+    sql(cli.db, "DELETE FROM customer_class WHERE customer_id = 2")
+    assert gens(cli.db) == (before[0], before[1] + 2)
+
+
+# ------------------------------------------------------------------------------------------------ use
+
+def test_later_runs_use_the_cache_and_equal_a_store_without_it(cli, twin, keepers):
+    shop(cli, twin)
+    first = both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert first["changed"] == 5
+    assert keepers[-1].reused == {"facts": "full"}  # nothing kept yet: the whole history, the stored rows read
+    m = meta(cli.db)
+    assert m["facts"] == {"as_of": AS_OF.isoformat(), "windows": [365], "watermark": 8, "purchase_gen": 0,
+                          "width": 4}
+    assert m["stored"] == {"level_names": [], "max_customer_id": 5, "class_gen": 5}
+    assert meta(twin.db) is None  # off: nothing kept
+
+    # the same as-of again: nothing to read but the cache, nothing written
+    check = snapshot(cli.db)
+    again = both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert again["changed"] == 0
+    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert snapshot(cli.db) == check
+
+    # next day, one new purchase: only the customers that can differ are read again
+    for c in (cli, twin):
+        c.ok("purchase", "add", "Eve", "75", "--at", "2025-06-30 18:00", "--as-of", FAR)
+    nxt = both(cli, twin, "tier", "recompute", "--as-of", "2025-07-01", "--changes", json_out=True)
+    assert keepers[-1].reused == {"facts": "patched 2", "stored": "cache"}  # Eve's new sale, Dan's leaves the window
+    assert "Eve" in {c["name"] for c in nxt}
+    assert meta(cli.db)["facts"]["as_of"] == "2025-07-01" and meta(cli.db)["facts"]["watermark"] == 9
+    same_tables(cli, twin)
+
+    # two days on: Bob's sale of 2024-07-02 leaves the 365-day window (a boundary moved over it)
+    later = both(cli, twin, "tier", "recompute", "--as-of", "2025-07-02", "--changes", json_out=True)
+    assert keepers[-1].reused["facts"] == "patched 1"
+    same_tables(cli, twin)
+
+    # rfm over the recompute's window, a day later: the facts and the stored rows come from the cache
+    seg = both(cli, twin, "tier", "rfm", "--as-of", "2025-07-03", json_out=True)
+    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert sum(r["customers"] for r in seg) == 5
+    scores = both(cli, twin, "tier", "rfm", "--as-of", "2025-07-03", "--customers", json_out=True)
+    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert len(scores) >= 4
+    # ... and a recompute after the rfm still uses what the rfm left
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-03", "--changes", json_out=True)
+    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    same_tables(cli, twin)
+    assert is_current(cli.db) == (True, True)
+    settled(cli, date(2025, 7, 3))
+
+
+def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    from conftest import snapshot_db
+
+    return snapshot_db(db)
+
+
+def test_a_cached_run_reads_only_the_changed_customers(cli, monkeypatch):
+    """In "on" mode (no full check pass) a next-day run builds the history aggregate for a few customers
+    only, never for everyone."""
+    from crmcli.core import classify
+
+    shop(cli)
+    cli.ok("tier", "recompute", "--as-of", AS_OF.isoformat())
+    seen: list[Any] = []
+    real = classify._history_stmt
+
+    def spy(as_of: date, windows: list[int], only: Any = None) -> Any:
+        seen.append(None if only is None else sorted(int(i) for i in only))
+        return real(as_of, windows, only)
+
+    monkeypatch.setattr(classify, "_history_stmt", spy)
+    cli.ok("purchase", "add", "Cat", "40", "--at", "2025-06-30 10:00", "--as-of", FAR)
+    ok(cli, "on", "tier", "recompute", "--as-of", "2025-07-01")
+    assert seen == [[3, 4]]  # Cat (a new sale), Dan (his sale of 2024-07-01 leaves the window)
+    seen.clear()
+    ok(cli, "on", "tier", "recompute", "--as-of", "2025-07-02")  # Bob's sale of 2024-07-02 leaves the window
+    assert seen == [[2]]
+    seen.clear()
+    ok(cli, "on", "tier", "recompute", "--as-of", "2025-07-02")
+    assert seen == []  # nothing moved: nothing read
+    ok(cli, "off", "tier", "recompute", "--as-of", "2025-07-02")
+    assert seen == [None]  # without the cache: the whole history
+    settled(cli, date(2025, 7, 2))
+
+
+@pytest.mark.parametrize("days", [62, 63, -62, -63])
+def test_a_far_move_of_the_as_of_date_reads_the_whole_history(cli, twin, keepers, days):
+    shop(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    target = (AS_OF + timedelta(days=days)).isoformat()
+    both(cli, twin, "tier", "recompute", "--as-of", target, "--changes", json_out=True)
+    assert keepers[-1].reused["facts"].startswith("full" if abs(days) > 62 else "patched ")
+    assert meta(cli.db)["facts"]["as_of"] == target
+    same_tables(cli, twin)
+    settled(cli, AS_OF + timedelta(days=days))
+
+
+def test_a_deleted_purchase_makes_the_next_run_read_the_whole_history(cli, twin, keepers, tmp_path):
+    shop(cli, twin)
+    csv = write_csv(tmp_path / "p.csv", [("R1", "C000005", "5000", "2025-06-29"), ("R2", "C000004", "10", "2025-06-01")])
+    both(cli, twin, "import", "purchases", csv, "--as-of", FAR)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert {r[0]: r[1] for r in class_rows(cli.db)}[5] == "A"  # Eve's imported 5000 makes her A
+    assert meta(cli.db)["facts"]["purchase_gen"] == 0
+    both(cli, twin, "import", "undo", "1", "--yes")
+    assert gens(cli.db)[0] == 2 and is_current(cli.db)[0] is False
+    data = both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), "--changes", json_out=True)
+    assert keepers[-1].reused["facts"] == "full"
+    assert "Eve" in {c["name"] for c in data}
+    assert {r[0]: r[1] for r in class_rows(cli.db)}[5] != "A"
+    assert meta(cli.db)["facts"]["purchase_gen"] == 2 and meta(cli.db)["facts"]["watermark"] == 8
+    same_tables(cli, twin)
+    # and the rfm after it uses the new facts
+    both(cli, twin, "tier", "rfm", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert keepers[-1].reused["facts"] == "patched 0"
+    same_tables(cli, twin)
+
+
+def test_new_and_restored_customers(cli, twin, keepers):
+    shop(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    for c in (cli, twin):
+        c.ok("customer", "add", "Fay")
+        c.ok("customer", "rm", "Bob", "--yes")
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), "--changes", json_out=True)
+    assert keepers[-1].reused.get("stored") == "cache"  # a new customer (above every id then) has no row yet
+    same_tables(cli, twin)
+    for c in (cli, twin):
+        c.ok("customer", "restore", "Bob")
+    both(cli, twin, "tier", "rfm", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert "stored" not in keepers[-1].reused  # Bob came back: not held by the cache, so the rows are read
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), "--changes", json_out=True)
+    same_tables(cli, twin)
+    settled(cli, AS_OF)
+
+
+def test_levels_and_rfm_windows(cli, twin, keepers):
+    shop(cli, twin)
+    for c in (cli, twin):
+        c.ok("tier", "levels", "add", "Silver", "--threshold", "100")
+        c.ok("tier", "levels", "add", "Gold", "--threshold", "800")
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert meta(cli.db)["stored"]["level_names"] == ["Silver", "Gold"]
+    both(cli, twin, "tier", "rfm", "--as-of", "2025-07-05", "--window", "30d", "--customers", json_out=True)
+    assert "facts" not in keepers[-1].reused  # a window the cache does not hold: read on its own
+    same_tables(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-05", "--changes", json_out=True)
+    same_tables(cli, twin)
+    for c in (cli, twin):
+        c.ok("tier", "levels", "rm", "Gold", "--yes")
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-05", "--changes", json_out=True)
+    assert "stored" not in keepers[-1].reused or keepers[-1].reused["stored"] != "cache"
+    same_tables(cli, twin)
+    settled(cli, date(2025, 7, 5))
+
+
+def test_rfm_over_the_second_window_the_cache_holds(cli, twin):
+    """The recompute keeps the facts of its windows sorted ([30, 365] here); an rfm over the 365-day window
+    is the cache's second window."""
+    shop(cli, twin)
+    for c in (cli, twin):
+        c.ok("tier", "rules", "set", "--rfm-window", "30d")
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert meta(cli.db)["facts"]["windows"] == [30, 365]
+    both(cli, twin, "tier", "rfm", "--as-of", AS_OF.isoformat(), "--window", "365d", "--customers", json_out=True)
+    same_tables(cli, twin)
