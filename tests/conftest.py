@@ -10,6 +10,9 @@ os.environ["CRM_LANG"] = "en"
 os.environ["NO_COLOR"] = "1"
 os.environ["COLUMNS"] = "100"
 os.environ.pop("CRM_DB", None)
+# Every tier run in the suite also reads the store in full and fails if the cache kept between runs
+# (core/class_cache.py) gave anything else: the whole tier suite is a differential test of the cache.
+os.environ["CRM_CLASS_CACHE"] = "check"
 
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

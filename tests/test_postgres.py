@@ -116,8 +116,10 @@ def _sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
     conn = sqlite3.connect(path)
     try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name <> "
-                                             "'schema_migration' ORDER BY name")]
+        # not copied (core/safety/copy.py NOT_COPIED): the migrations' record, and what `crm tier` keeps between
+        # runs with its counters (each store's own; the copy's first run rebuilds the cache)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN "
+                                             "('schema_migration', 'class_cache', 'class_cache_state') ORDER BY name")]
         return {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
     finally:
         conn.close()

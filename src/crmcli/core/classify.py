@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, and_, case, cast, distinct, func, insert, select, update
+from sqlalchemy import (BigInteger, Integer, and_, case, cast, distinct, func, insert, literal, literal_column, select,
+                        update)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -182,7 +184,7 @@ def _window_stmt(as_of: date, days: int) -> Any:
             .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of).group_by(P.c.customer_id))
 
 
-def _history_stmt(as_of: date, windows: list[int]) -> Any:
+def _history_stmt(as_of: date, windows: list[int], only: Any = None) -> Any:
     """recompute: per customer with a purchase up to as_of, in one pass: purchase days, first and last sale
     (epoch days), then sales and net spend for each window. Date conversions run once per customer."""
     sale = P.c.kind == "sale"
@@ -195,21 +197,33 @@ def _history_stmt(as_of: date, windows: list[int]) -> Any:
     for days in windows:
         inside = P.c.purchased_on >= as_of - timedelta(days=days - 1)
         cols += [func.sum(case((and_(inside, sale), 1), else_=0)), func.sum(case((inside, signed), else_=0))]
-    return select(*cols).where(P.c.purchased_on <= as_of).group_by(P.c.customer_id)
+    stmt = select(*cols).where(P.c.purchased_on <= as_of)
+    if only is not None:  # these customers only (ids as a JSON array: one literal, probed in the index)
+        stmt = stmt.where(P.c.customer_id.in_(select(literal_column("value")).select_from(
+            func.json_each(literal(json.dumps([int(i) for i in only]))))))
+    return stmt.group_by(P.c.customer_id)
 
 
-def gather(session: Session, as_of: date, windows: list[int], *, history: bool) -> Facts:
+def gather(session: Session, as_of: date, windows: list[int], *, history: bool, keeper: Any = None) -> Facts:
     """The SQL aggregate. ``history``: the sales history too (recompute); without it only the purchases of
-    the one window are read, and ``last`` is the last sale in that window (rfm)."""
+    the one window are read, and ``last`` is the last sale in that window (rfm). ``keeper``: the cache kept
+    between runs (core/class_cache.py), used when it is up to date or cheap to bring up to date."""
     import numpy as np
 
     ids = live_ids(session)
     result: dict[int, tuple[Any, Any]] = {}
     first = last = days = None
+    wanted = sorted(set(windows))
+
+    def history_rows(chosen: list[int]) -> Any:
+        def compute(only: Any) -> Any:
+            return int_rows(session, _history_stmt(as_of, chosen, only), 2 + 2 * len(chosen), indexed=True)
+        return compute
+
     if history:
-        wanted = sorted(set(windows))
-        cols = _align(ids, int_rows(session, _history_stmt(as_of, wanted), 2 + 2 * len(wanted), indexed=True),
-                      [0] + [0, 0] * len(wanted))
+        rows = keeper.history_rows(session, as_of, wanted, history_rows(wanted)) if keeper is not None \
+            else history_rows(wanted)(None)
+        cols = _align(ids, rows, [0] + [0, 0] * len(wanted))
         first, last, days = _unpack(cols[0], [DAY_BITS, DAY_BITS, 0])
         first = np.where(first > 0, first - DAY_OFFSET, NO_DATE)
         last = np.where(last > 0, last - DAY_OFFSET, NO_DATE)
@@ -217,12 +231,45 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool) 
             result[w] = (cols[1 + 2 * k], cols[2 + 2 * k])
     else:
         (w,) = set(windows)
-        packed, net = _align(ids, int_rows(session, _window_stmt(as_of, w), 3, indexed=True), [0, 0])
-        last, orders = _unpack(packed, [DAY_BITS, 0])
-        last = np.where(last > 0, last - DAY_OFFSET, NO_DATE)
+        kept = keeper.cached_windows() if keeper is not None else None
+        rows = None
+        if kept and w in kept:  # the facts of the last recompute hold this window: brought to as_of, if cheap
+            rows = keeper.history_rows(session, as_of, kept, history_rows(kept), full=False)
+        if rows is not None:
+            k = kept.index(w)
+            cols = _align(ids, rows, [0, 0, 0])
+            packed, orders, net = cols[0], cols[1 + 2 * k], cols[2 + 2 * k]
+            (sale_last,) = _unpack(packed >> DAY_BITS, [DAY_BITS])
+            start = epoch_day(as_of) - (w - 1)
+            last = np.where((sale_last > 0) & (sale_last - DAY_OFFSET >= start), sale_last - DAY_OFFSET, NO_DATE)
+            if keeper.mode == "check":
+                _check_window(session, ids, as_of, w, last, orders, net)
+        else:
+            last, orders, net = _window_facts(session, ids, as_of, w)
         result[w] = (orders, net)
     return Facts(ids=ids if len(ids) else np.zeros(0, dtype=np.int64), windows=result, first=first, last=last,
                  days=days)
+
+
+def _window_facts(session: Session, ids: Any, as_of: date, w: int) -> tuple[Any, Any, Any]:
+    """rfm without the cache: (last sale in the window, sales, net spend) per customer of ``ids``."""
+    import numpy as np
+
+    packed, net = _align(ids, int_rows(session, _window_stmt(as_of, w), 3, indexed=True), [0, 0])
+    last, orders = _unpack(packed, [DAY_BITS, 0])
+    return np.where(last > 0, last - DAY_OFFSET, NO_DATE), orders, net
+
+
+def _check_window(session: Session, ids: Any, as_of: date, w: int, last: Any, orders: Any, net: Any) -> None:
+    """CRM_CLASS_CACHE=check: the window facts taken from the cache must equal the SQL aggregate's."""
+    import numpy as np
+
+    for name, mine, theirs in zip(("last", "orders", "net"), (last, orders, net),
+                                  _window_facts(session, ids, as_of, w)):
+        if not np.array_equal(mine, theirs):
+            bad = np.nonzero(mine != theirs)[0][:3]
+            raise AssertionError(f"class_cache: rfm {name} as of {as_of} differs for customers "
+                                 f"{ids[bad].tolist()}: cache {mine[bad].tolist()} store {theirs[bad].tolist()}")
 
 
 # ------------------------------------------------------------------------------------ stored state
@@ -300,6 +347,37 @@ def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
     return Stored(found, tier, computed, net, orders, r, f, m, seg - 1, stage - 1,
                   np.where(found, level - 1, 0), np.where(since > 0, since - DAY_OFFSET, NO_DATE),
                   np.where(found & (no_basis == 0), basis, NONE_INT))
+
+
+STORED_FIELDS = ("found", "tier", "computed", "net", "orders", "r", "f", "m", "seg", "stage", "level", "since",
+                 "basis")
+# load_stored's values for a customer without a customer_class row
+STORED_DEFAULTS = {"found": 0, "tier": 0, "computed": 0, "net": 0, "orders": 0, "r": 0, "f": 0, "m": 0, "seg": -1,
+                   "stage": -1, "level": 0, "since": NO_DATE, "basis": NONE_INT}
+
+
+def stored_for(session: Session, ids: Any, level_names: list[str], keeper: Any) -> Stored:
+    """The stored classification: from the cache kept between runs when it is up to date, else read."""
+    import numpy as np
+
+    cached = keeper.stored(ids, level_names, STORED_DEFAULTS) if keeper is not None else None
+    if cached is None:
+        return load_stored(session, ids, level_names)
+    stored = Stored(**{k: cached[k] for k in STORED_FIELDS})
+    stored.found = stored.found.astype(bool)
+    if keeper.mode == "check":
+        read = load_stored(session, ids, level_names)
+        for k in STORED_FIELDS:
+            if not np.array_equal(getattr(read, k), getattr(stored, k)):
+                bad = np.nonzero(getattr(read, k) != getattr(stored, k))[0][:3]
+                raise AssertionError(f"class_cache: stored {k} differs for customers {ids[bad].tolist()}: "
+                                     f"cache {getattr(stored, k)[bad].tolist()} store {getattr(read, k)[bad].tolist()}")
+    return stored
+
+
+def _remember(keeper: Any, ids: Any, level_names: list[str], stored: Stored) -> None:
+    if keeper is not None:
+        keeper.remember_stored(ids, level_names, {k: getattr(stored, k) for k in STORED_FIELDS})
 
 
 RFM_BITS = 20  # R*100 + F*10 + M of a stored row (555 at most; wider for out-of-range values)
@@ -728,15 +806,28 @@ class RunResult:
     dry_run: bool = False
     writes: Writes | None = None  # the writes still to do; None when nothing changes
     run_counts: dict[str, Any] = field(default_factory=dict)  # recorded with the class_run and audit rows
+    keeper: Any = None  # the cache kept between runs (core/class_cache.py), written with the rows
+
+    def pending(self) -> bool:
+        """Something to write: changed rows, or a cache worth keeping although no row changed."""
+        return self.writes is not None or (self.keeper is not None and self.keeper.worth_saving())
 
     def save(self, session: Session) -> None:
-        """Write the run (inside the session's write transaction): class_run and audit rows, then the rows."""
+        """Write the run (inside the session's write transaction): class_run and audit rows, then the rows,
+        then the cache."""
+        keeper, self.keeper = self.keeper, None
         if self.writes is None:
+            if keeper is not None and keeper.worth_saving():
+                keeper.save(session, wrote=False)
             return
+        if keeper is not None:
+            keeper.mark_class_gen(session)
         self.writes.stage(session)  # a no-op when the read phase staged them already
         self.run_id = _finish_run(session, self.kind, self.as_of, self.rules, self.run_counts)
         self.writes.apply(session, self.run_id)
         self.writes = None
+        if keeper is not None:
+            keeper.save(session, wrote=True)
 
 
 def _finish_run(session: Session, kind: str, as_of: date, rules: Rules, counts: dict[str, Any]) -> int:
@@ -788,9 +879,10 @@ def run_two_phase(store: Any, load_ctx: Any, compute: Any) -> tuple[RunResult, A
                 ctx = load_ctx(session)
                 mark = audit_mark(session)
                 result = compute(session, ctx)
-            if result.writes is None:
+            if not result.pending():
                 return result, ctx
-            stage(result.writes)
+            if result.writes is not None:
+                stage(result.writes)
             with write() as session:
                 if quiet_since(session, mark):
                     result.save(session)
@@ -869,7 +961,10 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
     windows = [rules.tiers.window_days, rules.rfm_window]
     if defined and rules.level_basis == "spend":
         windows.append(rules.level_window)
-    facts = gather(session, as_of, windows, history=True)
+    from crmcli.core.class_cache import open_keeper
+
+    keeper = open_keeper(session)
+    facts = gather(session, as_of, windows, history=True, keeper=keeper)
     ids = facts.ids
     n = len(ids)
     bought = facts.days > 0
@@ -886,7 +981,7 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
     stage = stage_codes(facts.days, facts.first, facts.last, today, top, rules.lifecycle).astype(np.int64)
 
     names = [lvl.name for lvl in defined]
-    stored = load_stored(session, ids, names)
+    stored = stored_for(session, ids, names, keeper)
     if defined:
         if rules.level_basis == "spend":
             basis = facts.windows[rules.level_window][1]
@@ -927,7 +1022,14 @@ def recompute(session: Session, ctx: Any, *, dry_run: bool = False, want_changes
             if level_changed[i]:
                 result.changes.append({**common, "kind": "level", "from": level_from(i),
                                        "to": level_label[level[i]]})
-    if dry_run or not changed.any():
+    if dry_run:
+        return result
+    result.keeper = keeper
+    _remember(keeper, ids, names, Stored(np.ones(n, dtype=bool), effective, computed, net_t, orders_t, r, f, m, seg,
+                                         stage, level, since, basis))
+    if not changed.any():
+        if not defer:
+            result.save(session)  # the cache only
         return result
 
     rows = np.nonzero(changed)[0]  # only the changed rows are written
@@ -992,26 +1094,41 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
     ``defer``: computed only, ``result.save(session)`` writes."""
     import numpy as np
 
+    from crmcli.core import levels as levels_mod
+
     rules = tiers_mod.load_rules(session)
     window = window_days or rules.rfm_window
     as_of = ctx.today
     today = epoch_day(as_of)
-    facts = gather(session, as_of, [window], history=False)
+    from crmcli.core.class_cache import open_keeper
+
+    keeper = open_keeper(session)
+    facts = gather(session, as_of, [window], history=False, keeper=keeper)
     ids = facts.ids
     n = len(ids)
     orders, net = facts.windows[window]
     r, f, m, seg = score_rfm(facts.last, orders, net)
-    # one integer per stored row: tier is A, R*100 + F*10 + M, segment + 1, stage + 1 (0 = none)
-    stmt = select(CC.c.customer_id, _packed([
-        (case((CC.c.tier == "A", 1), else_=0), 1),
-        (func.coalesce(CC.c.r_score, 0) * 100 + func.coalesce(CC.c.f_score, 0) * 10 + func.coalesce(CC.c.m_score, 0),
-         RFM_BITS),
-        (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
-        (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 0)]))
-    (packed,) = _align(ids, int_rows(session, stmt, 2), [-1])
-    found = packed >= 0
-    tier_a, old_rfm, old_seg, old_stage = _unpack(np.maximum(packed, 0), [1, RFM_BITS, 4, 0])
-    old_seg, old_stage = np.where(found, old_seg - 1, -1), np.where(found, old_stage - 1, -1)
+    level_names = [lvl.name for lvl in levels_mod.list_levels(session)]
+    cached = keeper.stored(ids, level_names, STORED_DEFAULTS) if keeper is not None else None
+    if cached is not None:  # the stored rows kept by the last run (checked against the store in check mode)
+        stored = stored_for(session, ids, level_names, keeper)
+        found = stored.found
+        tier_a = (stored.tier == TIER_CODES["A"]).astype(np.int64)
+        old_rfm = stored.r * 100 + stored.f * 10 + stored.m
+        old_seg, old_stage = stored.seg, stored.stage
+    else:
+        stored = None
+        # one integer per stored row: tier is A, R*100 + F*10 + M, segment + 1, stage + 1 (0 = none)
+        stmt = select(CC.c.customer_id, _packed([
+            (case((CC.c.tier == "A", 1), else_=0), 1),
+            (func.coalesce(CC.c.r_score, 0) * 100 + func.coalesce(CC.c.f_score, 0) * 10
+             + func.coalesce(CC.c.m_score, 0), RFM_BITS),
+            (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
+            (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 0)]))
+        (packed,) = _align(ids, int_rows(session, stmt, 2), [-1])
+        found = packed >= 0
+        tier_a, old_rfm, old_seg, old_stage = _unpack(np.maximum(packed, 0), [1, RFM_BITS, 4, 0])
+        old_seg, old_stage = np.where(found, old_seg - 1, -1), np.where(found, old_stage - 1, -1)
     stage = old_stage.copy()
     repeatish = np.isin(stage, [STAGE_KEYS.index("repeat"), STAGE_KEYS.index("loyal")])
     loyal = (tier_a == 1) | np.isin(seg, [SEGMENT_KEYS.index(k) for k in TOP_SEGMENTS])
@@ -1025,7 +1142,18 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
     result.segments = segment_rows(seg, recency, orders, net)
     if want_scores:
         result.scores = (ids, r, f, m, seg, recency, orders, net)
-    if dry_run or not changed.any():
+    if dry_run:
+        return result
+    result.keeper = keeper
+    if stored is None and not found.any():  # no live customer has a row yet (a first run): all known
+        stored = Stored(**{k: np.full(n, v, dtype=np.int64) for k, v in STORED_DEFAULTS.items()})
+    if stored is not None:  # the rows as this run leaves them: new scores; a new row where one is inserted
+        _remember(keeper, ids, level_names, Stored(found | (seg >= 0), stored.tier, stored.computed, stored.net,
+                                                   stored.orders, r, f, m, seg, stage, stored.level, stored.since,
+                                                   stored.basis))
+    if not changed.any():
+        if not defer:
+            result.save(session)  # the cache only
         return result
 
     rows = np.nonzero(changed)[0]

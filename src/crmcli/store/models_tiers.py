@@ -6,6 +6,8 @@
 - ``class_run``: one row per recompute / rfm run / pin / unpin (when, as of which date, rules used).
 - ``class_history``: append-only tier and level changes with the figures behind them.
 - ``member_level``: membership level definitions (threshold, privileges).
+- ``class_cache`` / ``class_cache_state``: what recompute and rfm keep between runs (core/class_cache.py;
+  migration m0021_class_cache, which also adds the SQLite triggers that raise the counters of ``class_cache_state``).
 
 The frozen DDL is in crmcli.store.migrations.m0003_tiers and m0013_tier_indexes (which also adds the covering
 index ``ix_purchase_class`` on purchase, declared at the end of this module); keep them identical.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from crmcli.store.models import Purchase
@@ -88,8 +90,22 @@ class MemberLevel(SQLModel, table=True):
     updated_at: datetime
 
 
+class ClassCache(SQLModel, table=True):
+    __tablename__ = "class_cache"
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    meta: str = Field(sa_column=Column(Text, nullable=False))  # JSON: what the blob holds
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # integer columns, back to back
+
+
+class ClassCacheState(SQLModel, table=True):
+    __tablename__ = "class_cache_state"
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    purchase_gen: int = Field(sa_column=Column(BigInteger, nullable=False))  # raised by triggers (m0021)
+    class_gen: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 # The covering index of the per-customer purchase aggregates (migration m0013_tier_indexes).
 Index("ix_purchase_class", Purchase.__table__.c.customer_id, Purchase.__table__.c.purchased_on,
       Purchase.__table__.c.kind, Purchase.__table__.c.amount_minor)
 
-__all__ = ["CustomerClass", "TierPin", "ClassRun", "ClassHistory", "MemberLevel"]
+__all__ = ["CustomerClass", "TierPin", "ClassRun", "ClassHistory", "MemberLevel", "ClassCache", "ClassCacheState"]

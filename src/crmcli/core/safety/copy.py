@@ -24,7 +24,10 @@ from crmcli.i18n import _
 from crmcli.store.engine import Store, is_url, open_store, translate_errors
 
 BATCH = 5_000
-NOT_COPIED = {"schema_migration"}  # the target's migrations write it; compared, not copied
+NOT_COPIED = {"schema_migration",  # the target's migrations write it; compared, not copied
+              # what `crm tier` keeps between runs and its counters (each store's own, seeded by its migration):
+              # the target's first run rebuilds the cache
+              "class_cache", "class_cache_state"}
 
 
 @dataclass(frozen=True)
