@@ -237,7 +237,7 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool, 
             rows = keeper.history_rows(session, as_of, kept, history_rows(kept), full=False)
         if rows is not None:
             k = kept.index(w)
-            cols = _align(ids, rows, [0, 0, 0])
+            cols = _align(ids, rows, [0] + [0, 0] * len(kept))
             packed, orders, net = cols[0], cols[1 + 2 * k], cols[2 + 2 * k]
             (sale_last,) = _unpack(packed >> DAY_BITS, [DAY_BITS])
             start = epoch_day(as_of) - (w - 1)
