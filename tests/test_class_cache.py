@@ -423,3 +423,177 @@ def test_rfm_over_the_second_window_the_cache_holds(cli, twin):
     assert meta(cli.db)["facts"]["windows"] == [30, 365]
     both(cli, twin, "tier", "rfm", "--as-of", AS_OF.isoformat(), "--window", "365d", "--customers", json_out=True)
     same_tables(cli, twin)
+
+
+# --------------------------------------------------------------------------- changes between the phases
+
+def _two_phase(cli: Any, as_of: date, kind: str, meanwhile: Any) -> Any:
+    """One run through classify.run_two_phase (as the CLI runs it); ``meanwhile()`` runs once, inside the
+    first read phase after the run computed (another connection: the run's snapshot does not see it)."""
+    from crmcli.core import classify
+    from crmcli.core.context import StoreContext
+    from crmcli.store.engine import open_store
+
+    store = open_store(str(cli.db))
+    calls: list[int] = []
+
+    def compute(session: Any, ctx: Any) -> Any:
+        calls.append(1)
+        run_ = classify.recompute if kind == "recompute" else classify.rfm
+        result = run_(session, ctx, defer=True)
+        if len(calls) == 1:
+            meanwhile()
+        return result
+
+    try:
+        with cache_mode("check"):
+            result, _ = classify.run_two_phase(store, lambda s: StoreContext.load(s, as_of), compute)
+    finally:
+        store.dispose()
+    return result, len(calls)
+
+
+@pytest.mark.parametrize("kind,writes", [("recompute", True), ("recompute", False), ("rfm", True)],
+                         ids=["recompute-writes-rows", "recompute-writes-cache-only", "rfm-writes-rows"])
+@pytest.mark.parametrize("change", ["purchase-deleted", "class-row-written", "pin", "import-undo"])
+def test_a_change_between_the_phases_leaves_no_cache_that_claims_to_be_current(cli, tmp_path, kind, writes, change):
+    shop(cli)
+    cli.ok("import", "purchases", write_csv(tmp_path / "p.csv", [("R1", "C000003", "700", "2025-06-01")]),
+           "--as-of", FAR)
+    cli.ok("tier", "recompute", "--as-of", AS_OF.isoformat())
+    cli.ok("tier", "rfm", "--as-of", AS_OF.isoformat())
+    assert is_current(cli.db) == (True, True)
+    if writes:  # a new sale and a new day: the run changes rows
+        cli.ok("purchase", "add", "Eve", "3000", "--at", "2025-06-30 20:00", "--as-of", FAR)
+        as_of = AS_OF + timedelta(days=1)
+    else:  # the cache gone: the run reads everything, changes no row and writes the cache only
+        sql(cli.db, "DELETE FROM class_cache")
+        as_of = AS_OF
+    before = gens(cli.db)
+
+    def meanwhile() -> None:
+        if change == "purchase-deleted":  # another program, no audit row: the run cannot notice it but by the counter
+            sql(cli.db, "DELETE FROM purchase WHERE id = (SELECT max(id) FROM purchase WHERE customer_id = 1)")
+        elif change == "class-row-written":
+            sql(cli.db, "UPDATE customer_class SET tier = 'A', segment = 'lost' WHERE customer_id = 4")
+        elif change == "pin":
+            cli.ok("tier", "pin", "Dan", "A", "--reason", "meanwhile", "--as-of", as_of.isoformat())
+        else:
+            cli.ok("import", "undo", "1", "--yes")
+
+    result, computed = _two_phase(cli, as_of, kind, meanwhile)
+    audited = change in ("pin", "import-undo")
+    assert computed == (2 if audited else 1)  # an audited change makes the run compute again
+    p, c = gens(cli.db)
+    assert p == before[0] + (1 if change in ("purchase-deleted", "import-undo") else 0)
+    facts_current, stored_current = is_current(cli.db)
+    if change == "purchase-deleted":
+        assert not facts_current  # computed before the delete: not valid now
+    if change == "class-row-written":
+        assert not stored_current  # the rows were changed behind the run's back
+    if audited and kind == "recompute":
+        assert facts_current and stored_current  # computed again after the change: valid
+    if audited and kind == "rfm" and change == "pin" and writes:
+        assert facts_current  # (rfm keeps the stored part only when it could take it from the cache)
+    if facts_current or stored_current:
+        # what the cache claims must be what the store holds: the next run in check mode reads both and compares
+        cli.ok("tier", kind, "--as-of", as_of.isoformat())
+    # whatever was kept, the next run is right
+    cli.ok("tier", "recompute", "--as-of", as_of.isoformat())
+    settled(cli, as_of)
+    if change in ("pin",):
+        assert {r[0]: r[1] for r in class_rows(cli.db)}[4] == "A"
+
+
+# ------------------------------------------------------------------------------------------ corruption
+
+def _corrupt(db: Path, how: str) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        raw, data = conn.execute("SELECT meta, data FROM class_cache").fetchone()
+        m = json.loads(raw)
+        if how == "data-garbage":
+            data = b"\x00garbage"
+        elif how == "data-empty":
+            data = b""
+        elif how == "meta-not-json":
+            raw = "{not json"
+        elif how == "meta-a-list":
+            raw = "[1, 2]"
+        elif how == "meta-null":
+            raw = "null"
+        elif how == "meta-empty-object":
+            raw = "{}"
+        elif how == "meta-other-format":
+            raw = json.dumps({**m, "format": 999})
+        elif how == "meta-other-schema":
+            raw = json.dumps({**m, "schema": "3:m0003_tiers"})
+        elif how == "facts-without-width":
+            del m["facts"]["width"]
+            raw = json.dumps(m)
+        elif how == "facts-bad-date":
+            m["facts"]["as_of"] = "yesterday"
+            raw = json.dumps(m)
+        elif how == "facts-a-string":
+            m["facts"] = "facts"
+            raw = json.dumps(m)
+        elif how == "column-missing":
+            m["columns"] = [s for s in m["columns"] if s["name"] != "s_tier"]
+            raw = json.dumps(m)
+        elif how == "column-too-long":
+            for s in m["columns"]:
+                s["n"] += 1
+            raw = json.dumps(m)
+        elif how == "column-bad-dtype":
+            for s in m["columns"]:
+                if "dtype" in s:
+                    s["dtype"] = "no such type"
+            raw = json.dumps(m)
+        elif how == "data-bytes-changed":  # the same length, other values: only a checksum can tell
+            data = bytes((b + 1) % 256 for b in data)
+        else:
+            raise AssertionError(how)
+        conn.execute("UPDATE class_cache SET meta = ?, data = ?", (raw, data))
+    finally:
+        conn.close()
+
+
+CORRUPTIONS = ["data-garbage", "data-empty", "meta-not-json", "meta-a-list", "meta-null", "meta-empty-object",
+               "meta-other-format", "meta-other-schema", "facts-without-width", "facts-bad-date", "facts-a-string",
+               "column-missing", "column-too-long", "column-bad-dtype", "data-bytes-changed"]
+
+
+@pytest.mark.parametrize("how,kind", [(how, "recompute") for how in CORRUPTIONS]
+                         + [(how, "rfm") for how in ("data-garbage", "meta-a-list", "facts-bad-date", "column-missing")])
+def test_a_damaged_cache_row_is_ignored_and_overwritten(cli, twin, keepers, how, kind):
+    shop(cli, twin)
+    for c in (cli, twin):
+        c.ok("purchase", "add", "Cat", "800", "--at", "2025-07-01", "--as-of", FAR)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    _corrupt(cli.db, how)
+    # a later day: the cache, were it trusted, would decide what is read again
+    both(cli, twin, "tier", kind, "--as-of", "2025-07-02", json_out=True)
+    same_tables(cli, twin)
+    m = meta(cli.db)
+    if kind == "recompute":  # it computed everything afresh: its cache replaces the damaged row
+        assert m is not None and m["format"] == 1, m
+        assert m["facts"]["as_of"] == "2025-07-02" and is_current(cli.db) == (True, True)
+    else:  # rfm had nothing of its own to keep: the damaged row is gone, or replaced by a sound one
+        assert m is None or (m["format"] == 1 and _readable(cli)), m
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-02", json_out=True)
+    # the row is sound now: the next run uses it
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-02", json_out=True)
+    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    same_tables(cli, twin)
+
+
+def _readable(cli: Any) -> bool:
+    from crmcli.core.class_cache import open_keeper
+    from crmcli.store.engine import open_store
+
+    store = open_store(str(cli.db))
+    try:
+        with store.read() as session:
+            return bool(open_keeper(session).meta)
+    finally:
+        store.dispose()
