@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -56,6 +57,7 @@ ENV = "CRM_CLASS_CACHE"
 MAX_SHIFT_DAYS = 62  # a longer move of the as-of date reads the whole history
 DIRTY_SHARE = 0.10  # more customers than this share to read again: read the whole history
 DIRTY_MIN = 1000
+MAX_BYTES = 256 << 20  # a larger cache (about 8M customers) is not kept: SQLite's blob limit is 1 GB
 
 
 def mode() -> str:
@@ -198,6 +200,8 @@ class Keeper:
         if self.mode == "off" or not part or part["class_gen"] != self.class_gen \
                 or part["level_names"] != list(level_names):
             return None
+        if any(f"s_{name}" not in self.columns for name in defaults):
+            return None
         cached_ids = self.columns["s_ids"]
         if len(cached_ids) == len(ids) and np.array_equal(cached_ids, ids):
             self.reused["stored"] = "cache"
@@ -254,8 +258,10 @@ class Keeper:
             return
         specs, data = encode(columns)
         meta["columns"] = specs
+        meta["crc32"] = zlib.crc32(data)  # a damaged blob of the right length is not trusted either
         session.execute(CACHE.delete())
-        session.execute(CACHE.insert().values(id=1, meta=json.dumps(meta), data=data))
+        if len(data) <= MAX_BYTES:
+            session.execute(CACHE.insert().values(id=1, meta=json.dumps(meta), data=data))
 
     def mark_class_gen(self, session: Session) -> None:
         """Before the run's own writes: nobody else may have changed customer_class since the read phase,
@@ -276,12 +282,29 @@ def open_keeper(session: Session) -> Keeper | None:
     if row is not None:
         try:
             meta = json.loads(row[0])
-            if meta.get("format") == FORMAT and meta.get("schema") == schema:
-                keeper.columns = decode(meta["columns"], row[1])
-                keeper.meta = meta
-        except (ValueError, KeyError, TypeError):
-            pass  # unreadable: computed afresh and overwritten
+            if isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("schema") == schema \
+                    and meta.get("crc32") == zlib.crc32(row[1]):
+                columns = decode(meta["columns"], row[1])
+                _check_shape(meta, columns)
+                keeper.columns, keeper.meta = columns, meta
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            pass  # unreadable (damaged, or written by other code): computed afresh and overwritten
     return keeper
+
+
+def _check_shape(meta: dict[str, Any], columns: dict[str, Any]) -> None:
+    """The parts the meta names have all their columns, of one length each (else ValueError)."""
+    facts, stored = meta.get("facts"), meta.get("stored")
+    if facts is not None:
+        width = int(facts["width"])
+        if width != 2 + 2 * len(facts["windows"]) or len({len(columns[f"f{k}"]) for k in range(width)}) != 1:
+            raise ValueError("class_cache: facts columns")
+        int(facts["purchase_gen"]), int(facts["watermark"]), date.fromisoformat(facts["as_of"])
+    if stored is not None:
+        lengths = {len(columns[name]) for name in columns if name.startswith("s_")}
+        if "s_ids" not in columns or len(lengths) != 1 or not isinstance(stored["level_names"], list):
+            raise ValueError("class_cache: stored columns")
+        int(stored["class_gen"]), int(stored["max_customer_id"])
 
 
 def _state(session: Session) -> tuple[int, int, int, str, int]:

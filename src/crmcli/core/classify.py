@@ -358,11 +358,17 @@ STORED_DEFAULTS = {"found": 0, "tier": 0, "computed": 0, "net": 0, "orders": 0, 
 
 def stored_for(session: Session, ids: Any, level_names: list[str], keeper: Any) -> Stored:
     """The stored classification: from the cache kept between runs when it is up to date, else read."""
+    return cached_stored(session, ids, level_names, keeper) or load_stored(session, ids, level_names)
+
+
+def cached_stored(session: Session, ids: Any, level_names: list[str], keeper: Any) -> Stored | None:
+    """The stored classification from the cache kept between runs, or None when it does not hold it (in
+    CRM_CLASS_CACHE=check mode compared with the store's rows)."""
     import numpy as np
 
     cached = keeper.stored(ids, level_names, STORED_DEFAULTS) if keeper is not None else None
     if cached is None:
-        return load_stored(session, ids, level_names)
+        return None
     stored = Stored(**{k: cached[k] for k in STORED_FIELDS})
     stored.found = stored.found.astype(bool)
     if keeper.mode == "check":
@@ -1109,15 +1115,13 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
     orders, net = facts.windows[window]
     r, f, m, seg = score_rfm(facts.last, orders, net)
     level_names = [lvl.name for lvl in levels_mod.list_levels(session)]
-    cached = keeper.stored(ids, level_names, STORED_DEFAULTS) if keeper is not None else None
-    if cached is not None:  # the stored rows kept by the last run (checked against the store in check mode)
-        stored = stored_for(session, ids, level_names, keeper)
+    stored = cached_stored(session, ids, level_names, keeper)
+    if stored is not None:  # the rows kept by the last run
         found = stored.found
         tier_a = (stored.tier == TIER_CODES["A"]).astype(np.int64)
         old_rfm = stored.r * 100 + stored.f * 10 + stored.m
         old_seg, old_stage = stored.seg, stored.stage
     else:
-        stored = None
         # one integer per stored row: tier is A, R*100 + F*10 + M, segment + 1, stage + 1 (0 = none)
         stmt = select(CC.c.customer_id, _packed([
             (case((CC.c.tier == "A", 1), else_=0), 1),
