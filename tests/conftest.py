@@ -133,7 +133,13 @@ def unchanged(db_path: Path) -> Callable[[], Any]:
         before = snapshot_db(db_path)
 
         def check() -> None:
-            assert snapshot_db(db_path) == before, "the store changed"
+            after = snapshot_db(db_path)
+            # class_cache_state holds counters that only go up to mark the tier cache stale (m0021): a stepped
+            # import taken back deletes its committed purchases, which raises purchase_gen as it should (the
+            # next tier run reads the store in full). Every row of every other table must be as it was.
+            for counters in (before, after):
+                counters.pop("class_cache_state", None)
+            assert after == before, "the store changed"
 
         return check
 

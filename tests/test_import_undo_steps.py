@@ -358,3 +358,86 @@ def make_owner_dead(db: Path) -> None:
     with conn:
         conn.execute("UPDATE import_run SET owner = ?", (dead_owner(),))
     conn.close()
+
+
+def elsewhere_takes_it_on(db: Any) -> None:
+    """As if a crm command on another machine had judged the run stalled and made it its own."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE import_run SET owner = 'elsewhere:1:1'")
+    conn.close()
+
+
+def test_an_undo_taken_on_by_another_machine_stops_and_leaves_the_rest_to_it(cli, tmp_path, steps):
+    """On a shared PostgreSQL server a command elsewhere that judged this undo stalled makes the run its own.
+    This process must not run one more step (both would remove and record the same range of records, or the
+    loser would end on an unexpected error): each step first checks, under the lock, that the run is still its
+    own. It stops with one line; the other process finishes the undo."""
+    imported(cli, "customers", customers_csv(tmp_path / "c.csv", 120))
+    steps.between = lambda done: elsewhere_takes_it_on(cli.db) if done == 1 else None
+    result = cli("import", "undo", "1", "--yes")
+    assert result.exit_code == 1, result.stderr
+    assert "was taken on by another crm command while it ran" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert steps.done == 1  # no step after the hand-over
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 120 - STEP
+    assert query(cli.db, "SELECT status, owner FROM import_run") == [("undoing", "elsewhere:1:1")]
+    steps.between = None
+    fails(cli, 4, "import", "undo", "1", "--yes", says=["is being undone by another crm process"])  # fresh row
+    conn = sqlite3.connect(cli.db)
+    with conn:  # the other machine stalled too, for longer than rollback.STALE_AFTER
+        conn.execute("UPDATE import_run SET undone_at = '2000-01-01 00:00:00'")
+    conn.close()
+    result = cli.ok("import", "history")  # the next command takes the dead run on and finishes it
+    assert "has now been finished: 120 records removed in all" in result.stderr
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 0
+    ranges = [r["after"] for r in audit_rows(cli.db) if r["action"] == "import-undo"]
+    assert sum(r["removed"] for r in ranges) == 120  # every record recorded once, by whoever removed it
+    assert sorted((r["first_id"], r["last_id"]) for r in ranges) == [(1, 20), (21, 70), (71, 120)]  # highest first
+    cli.ok("db", "check")
+
+
+def test_a_take_back_taken_on_by_another_machine_stops_there(cli, tmp_path, steps):
+    """The same for the taking back of a failed import: a step of this process runs only while the run is its
+    own; after the hand-over it leaves the rest to the other process."""
+    from crmcli.core.io import rollback as rb
+    from crmcli.store.engine import open_store
+
+    imported(cli, "customers", customers_csv(tmp_path / "c.csv", 120))
+    conn = sqlite3.connect(cli.db)
+    with conn:  # a failed import whose records are still there, as its process left them when it died
+        conn.execute("UPDATE import_run SET status = 'running'")
+    conn.close()
+    steps.between = lambda done: elsewhere_takes_it_on(cli.db) if done == 1 else None
+    store = open_store(str(cli.db))
+    try:
+        assert rb.discard(store, 1) is None  # not this process's any more: it stopped after one step
+    finally:
+        store.dispose()
+    assert steps.done == 1
+    assert one(cli.db, "SELECT COUNT(*) FROM customer") == 120 - STEP
+    assert query(cli.db, "SELECT status, owner FROM import_run") == [("running", "elsewhere:1:1")]
+
+
+def test_runs_on_other_machines_are_judged_by_the_servers_clock(cli, tmp_path, steps, monkeypatch):
+    """A run's row is stamped, and its age judged, by one clock: the database server's on PostgreSQL (clocks of
+    machines sharing a server may be set minutes apart; a client clock an hour ahead took a live undo on
+    another machine for dead). On a SQLite file, one machine: its clock."""
+    from datetime import timedelta
+
+    imported(cli, "customers", customers_csv(tmp_path / "c.csv", 120))
+    steps.die_after = 1
+    assert cli("import", "undo", "1", "--yes").exit_code == 137
+    steps.die_after = None
+    ahead = rollback.utcnow() + timedelta(hours=1)
+    conn = sqlite3.connect(cli.db)
+    with conn:  # another machine's undo, its row stamped just now
+        conn.execute("UPDATE import_run SET owner = 'elsewhere:1:1'")
+    conn.close()
+    monkeypatch.setattr(rollback, "utcnow", lambda: ahead)  # this machine's clock, an hour ahead
+    result = cli.ok("customer", "list")
+    if pg_support.PG_URL:  # judged by the server's clock: alive, left alone
+        assert "has now been finished" not in result.stderr
+        assert cli.json("import", "history")[0]["status"] == "undoing"
+    else:  # one machine, one clock: an hour without a step is a dead run
+        assert "has now been finished: 120 records removed in all" in result.stderr

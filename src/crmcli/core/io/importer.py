@@ -370,7 +370,7 @@ def _run(store: Any, ctx_loader: Callable[[Session], StoreContext], rows: Iterat
         last_audit = session.execute(select(func.max(audit.AuditEntry.__table__.c.id))).scalar()
         _still_ours(session, result.run_id, session.execute(update(RUN).where(
             RUN.c.id == result.run_id, RUN.c.owner == rollback.owner()).values(
-            finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
+            finished_at=rollback.stamp(session), rows_read=result.read, created=result.created, updated=result.updated,
             unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped, status=status,
             last_audit_id=last_audit, owner=None)))
         steps.commit()
@@ -401,7 +401,7 @@ def _finish_step(session: Session, result: Result) -> None:
     _advance_sequences(session)
     _still_ours(session, result.run_id, session.execute(update(RUN).where(
         RUN.c.id == result.run_id, RUN.c.owner == rollback.owner()).values(
-        finished_at=utcnow(), rows_read=result.read, created=result.created, updated=result.updated,
+        finished_at=rollback.stamp(session), rows_read=result.read, created=result.created, updated=result.updated,
         unchanged=result.unchanged, rejected=result.rejected, skipped=result.skipped)))
 
 

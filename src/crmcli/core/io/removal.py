@@ -25,7 +25,6 @@ from sqlalchemy import Table, func, select, text, update
 from sqlmodel import Session
 
 from crmcli.core import audit
-from crmcli.core.clock import utcnow
 from crmcli.core.customers import C, CP, TAG, chunked
 from crmcli.store.models import AuditEntry, Consent, Interaction, Preference, Purchase
 from crmcli.store.models_imports import ImportRun
@@ -277,7 +276,13 @@ def remove_points(session: Session, purchase_ids: list[int], run_id: int) -> int
     return removed
 
 
-def heartbeat(session: Session, run_id: int, column: str) -> None:
-    """The run row shows, by the time in ``column``, that the process working on it is alive (another host
-    tells a dead one by its age, core/io/rollback.alive)."""
-    session.execute(update(RUN).where(RUN.c.id == run_id).values({column: utcnow()}))
+def heartbeat(session: Session, run_id: int, column: str) -> bool:
+    """At the start of a step: the run row shows, by the time in ``column``, that the process working on it
+    is alive (another host tells a dead one by its age, core/io/rollback.alive). False, and nothing written,
+    when the run is no longer this process's: a process on another machine judged it stalled and took it on
+    (PostgreSQL); the step must then not run, or both would remove and record the same records."""
+    from crmcli.core.io import rollback
+
+    done = session.execute(update(RUN).where(RUN.c.id == run_id, RUN.c.owner == rollback.owner()).values(
+        {column: rollback.stamp(session)}))
+    return done.rowcount == 1

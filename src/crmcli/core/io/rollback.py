@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -32,8 +32,10 @@ from crmcli.store.engine import process_alive
 from crmcli.store.models_imports import ImportRun
 
 RUN = ImportRun.__table__
-# A run on another machine (PostgreSQL) counts as dead when its row has not moved for this long; a step
-# updates it about every second.
+# A run on another machine (PostgreSQL) counts as dead when its row has not moved for this long, by the
+# server's clock (``stamp``); a step updates it about every second. Each step of a run goes on only while the
+# run is still its process's (``removal.heartbeat``, importer._still_ours): of two processes that found it,
+# one does the work.
 STALE_AFTER = timedelta(minutes=10)
 
 
@@ -61,18 +63,31 @@ def _started(pid: int) -> str:
         return "?"
 
 
-def alive(run: Any) -> bool:
+def stamp(session: Session) -> Any:
+    """What a step stamps its run's row with (its heartbeat): the database server's clock on PostgreSQL, where
+    processes on several machines judge each other's rows by their age, so that clocks set apart do not count;
+    this machine's clock on a SQLite file."""
+    return func.now() if session.get_bind().dialect.name == "postgresql" else utcnow()
+
+
+def db_now(session: Session) -> datetime:
+    """The clock ``stamp`` uses, now (aware UTC)."""
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.execute(select(func.now())).scalar_one()
+        return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return utcnow()
+
+
+def alive(run: Any, now: datetime) -> bool:
     """Whether the process that runs ``run`` (an import_run row: an import, its taking back, or an undo) is
-    still at work."""
+    still at work. ``now``: ``db_now``, for a process on another machine (judged by its row's age)."""
     host, _, rest = (run.owner or "").partition(":")
     pid_text, _, start = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         moved = run.undone_at if run.status == "undoing" else run.finished_at  # each step sets it
         if moved is not None and moved.tzinfo is None:
-            from datetime import timezone
-
             moved = moved.replace(tzinfo=timezone.utc)
-        return moved is not None and utcnow() - moved < STALE_AFTER
+        return moved is not None and now - moved < STALE_AFTER
     pid = int(pid_text)
     if not process_alive(pid):
         return False
@@ -81,7 +96,11 @@ def alive(run: Any) -> bool:
 
 def interrupted(session: Session) -> list[Any]:
     """Imports (or their taking back) and undos whose process is gone."""
-    return [r for r in session.execute(select(RUN).where(RUN.c.status.in_(("running", "undoing")))) if not alive(r)]
+    runs = session.execute(select(RUN).where(RUN.c.status.in_(("running", "undoing")))).all()
+    if not runs:
+        return []
+    now = db_now(session)
+    return [r for r in runs if not alive(r, now)]
 
 
 def recover(store: Any) -> list[Discarded]:
@@ -114,10 +133,10 @@ def discard(store: Any, run_id: int, *, claim: bool = False) -> Discarded | None
 
     with store.write() as session:
         run = session.execute(select(RUN).where(RUN.c.id == run_id)).first()
-        if run is None or (claim and (run.status != "running" or alive(run))):
+        if run is None or (claim and (run.status != "running" or alive(run, db_now(session)))):
             return None
         session.execute(update(RUN).where(RUN.c.id == run_id).values(
-            owner=owner(), finished_at=utcnow(), undo_removed=func.coalesce(RUN.c.undo_removed, 0),
+            owner=owner(), finished_at=stamp(session), undo_removed=func.coalesce(RUN.c.undo_removed, 0),
             undo_kept=func.coalesce(RUN.c.undo_kept, 0)))
         found = removal.schema(session, run.kind)
     out = Discarded(run_id, run.kind)
@@ -127,10 +146,11 @@ def discard(store: Any, run_id: int, *, claim: bool = False) -> Discarded | None
         while True:
             removal.pause()
             with store.write() as session:
+                if not removal.heartbeat(session, run_id, "finished_at"):
+                    return None  # another process took it on (it looked stalled): it goes on with it
                 restored, kept = before_images.put_back(session, run_id, limit=limit)
                 audit.record_many(session, removal.kept_entries(entity, run_id, kept))
-                session.execute(update(RUN).where(RUN.c.id == run_id).values(
-                    undo_kept=RUN.c.undo_kept + len(kept), finished_at=utcnow()))
+                session.execute(update(RUN).where(RUN.c.id == run_id).values(undo_kept=RUN.c.undo_kept + len(kept)))
             out.restored += len(restored)
             out.kept += kept
             if len(restored) + len(kept) < limit:
@@ -138,6 +158,8 @@ def discard(store: Any, run_id: int, *, claim: bool = False) -> Discarded | None
     while True:
         removal.pause()
         with store.write() as session:
+            if not removal.heartbeat(session, run_id, "finished_at"):
+                return None  # another process took it on (it looked stalled): it goes on with it
             step = removal.step(session, run_id, found, floor=0, trail=False)
             if step.last:
                 removed, kept_before = session.execute(
@@ -145,12 +167,10 @@ def discard(store: Any, run_id: int, *, claim: bool = False) -> Discarded | None
                 out.removed = int(removed or 0)
                 if kept_before:
                     session.execute(update(RUN).where(RUN.c.id == run_id).values(
-                        status="failed", owner=None, finished_at=utcnow()))
+                        status="failed", owner=None, finished_at=stamp(session)))
                 else:
                     before_images.forget(session, run_id)
                     session.execute(delete(RUN).where(RUN.c.id == run_id))
-            else:
-                removal.heartbeat(session, run_id, "finished_at")
         out.kept += step.kept
         if step.last:
             return out

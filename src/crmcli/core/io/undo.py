@@ -29,11 +29,10 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from crmcli.core import audit
-from crmcli.core.clock import utcnow
 from crmcli.core.customers import C, chunked
 from crmcli.core.io import removal, rollback
 from crmcli.core.io.removal import DERIVED, OWN, references
-from crmcli.errors import Conflict, NotFound
+from crmcli.errors import Conflict, CrmError, NotFound
 from crmcli.i18n import _
 from crmcli.store.models import AuditEntry, Interaction, Purchase
 from crmcli.store.models_imports import ImportRun
@@ -73,31 +72,41 @@ def undo(store: Any, run_id: int) -> dict[str, Any]:
     with store.write() as session:
         run = _undoable(session, run_id)  # again under the lock: another undo may have been quicker
         if run.status == "undoing":
-            if rollback.alive(run) and run.owner != rollback.owner():
+            if rollback.alive(run, rollback.db_now(session)) and run.owner != rollback.owner():
                 raise Conflict(_("Import #{id} is being undone by another crm process right now.").format(id=run_id),
                                hint=_("Wait for it to finish; `crm import history` shows its state."))
-            session.execute(update(RUN).where(RUN.c.id == run_id).values(owner=rollback.owner(), undone_at=utcnow()))
+            session.execute(update(RUN).where(RUN.c.id == run_id).values(owner=rollback.owner(),
+                                                                          undone_at=rollback.stamp(session)))
         else:
             session.execute(update(RUN).where(RUN.c.id == run_id).values(
-                status="undoing", owner=rollback.owner(), undone_at=utcnow(), undo_cursor=None, undo_removed=0,
+                status="undoing", owner=rollback.owner(), undone_at=rollback.stamp(session), undo_cursor=None,
+                undo_removed=0,
                 undo_kept=0))
             audit.record(session, entity="import", entity_id=run_id, action="undo-start",
                          before={"status": run.status}, after={"status": "undoing"})
-    return finish(store, run_id)
+    done = finish(store, run_id)
+    if done is None:
+        raise CrmError(_("The undo of import #{id} was taken on by another crm command while it ran (it looked "
+                         "stalled for more than {minutes} minutes); that command finishes it.").format(
+                             id=run_id, minutes=int(rollback.STALE_AFTER.total_seconds() // 60)),
+                       hint=_("See its state with `crm import history`."))
+    return done
 
 
 def resume(store: Any, run_id: int) -> dict[str, Any] | None:
     """Finish the undo of a run whose undoing process died; None when another process has taken it on."""
     with store.write() as session:
         run = session.execute(select(RUN).where(RUN.c.id == run_id)).first()
-        if run is None or run.status != "undoing" or rollback.alive(run):
+        if run is None or run.status != "undoing" or rollback.alive(run, rollback.db_now(session)):
             return None
-        session.execute(update(RUN).where(RUN.c.id == run_id).values(owner=rollback.owner(), undone_at=utcnow()))
+        session.execute(update(RUN).where(RUN.c.id == run_id).values(owner=rollback.owner(),
+                                                                      undone_at=rollback.stamp(session)))
     return finish(store, run_id)
 
 
-def finish(store: Any, run_id: int) -> dict[str, Any]:
-    """The steps of an ``undoing`` run this process owns, up to the end."""
+def finish(store: Any, run_id: int) -> dict[str, Any] | None:
+    """The steps of an ``undoing`` run this process owns, up to the end; None when another process took it on
+    meanwhile (it looked stalled), which then finishes it."""
     with store.read() as session:
         run = session.execute(select(RUN).where(RUN.c.id == run_id)).one()
         found = removal.schema(session, run.kind)
@@ -106,16 +115,16 @@ def finish(store: Any, run_id: int) -> dict[str, Any]:
     while True:
         removal.pause()
         with store.write() as session:
+            if not removal.heartbeat(session, run_id, "undone_at"):
+                return None
             step = removal.step(session, run_id, found, floor=run.last_audit_id or 0, trail=True)
             if step.last:
                 done = session.execute(select(RUN.c.undo_removed, RUN.c.undo_kept).where(RUN.c.id == run_id)).one()
                 session.execute(update(RUN).where(RUN.c.id == run_id).values(
-                    status="undone", undone_at=utcnow(), owner=None))
+                    status="undone", undone_at=rollback.stamp(session), owner=None))
                 audit.record(session, entity="import", entity_id=run_id, action="undo",
                              before={"status": "undoing"},
                              after={"status": "undone", "removed": done[0] or 0, "kept": done[1] or 0})
-            else:
-                removal.heartbeat(session, run_id, "undone_at")
         kept += step.kept
         points += step.points
         if step.last:
