@@ -375,6 +375,44 @@ def test_a_deleted_purchase_makes_the_next_run_read_the_whole_history(cli, twin,
     same_tables(cli, twin)
 
 
+def test_many_customers_to_read_again_read_the_whole_history(cli, twin, keepers, monkeypatch):
+    """More customers to read again than the share allowed (DIRTY_SHARE of them, at least DIRTY_MIN): one full
+    pass instead of a long list of ids."""
+    from crmcli.core import class_cache
+
+    shop(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    monkeypatch.setattr(class_cache, "DIRTY_MIN", 1)
+    for c in (cli, twin):
+        c.ok("purchase", "add", "Eve", "10", "--at", "2025-06-30 21:00", "--as-of", FAR)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert keepers[-1].reused["facts"] == "patched 1"  # one customer: not more than DIRTY_MIN
+    for c in (cli, twin):
+        c.ok("purchase", "add", "Ann", "10", "--at", "2025-06-30 21:00", "--as-of", FAR)
+        c.ok("purchase", "add", "Bob", "10", "--at", "2025-06-30 21:00", "--as-of", FAR)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), "--changes", json_out=True)
+    assert keepers[-1].reused["facts"] == "full"  # two of five: over max(1, 10 % of 5)
+    assert is_current(cli.db) == (True, True) and meta(cli.db)["facts"]["watermark"] == 11
+    same_tables(cli, twin)
+
+
+def test_a_cache_too_large_to_keep_is_not_kept(cli, twin, keepers, monkeypatch):
+    from crmcli.core import class_cache
+
+    shop(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert meta(cli.db) is not None
+    monkeypatch.setattr(class_cache, "MAX_BYTES", 4)
+    for c in (cli, twin):
+        c.ok("purchase", "add", "Eve", "10", "--at", "2025-06-30 21:00", "--as-of", FAR)
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-01", json_out=True)
+    assert keepers[-1].reused["facts"] == "patched 2"
+    assert meta(cli.db) is None  # the old row is not left behind either
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-02", json_out=True)
+    assert keepers[-1].reused == {"facts": "full"}
+    same_tables(cli, twin)
+
+
 def test_new_and_restored_customers(cli, twin, keepers):
     shop(cli, twin)
     both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
