@@ -117,6 +117,12 @@ def settled(cli: Any, as_of: date) -> None:
     assert data["changed"] == 0, data
 
 
+def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    from conftest import snapshot_db
+
+    return snapshot_db(db)
+
+
 def new_twin(template: Path, path: Path) -> Any:
     from conftest import Cli
 
@@ -288,7 +294,7 @@ def test_later_runs_use_the_cache_and_equal_a_store_without_it(cli, twin, keeper
     same_tables(cli, twin)
 
     # two days on: Bob's sale of 2024-07-02 leaves the 365-day window (a boundary moved over it)
-    later = both(cli, twin, "tier", "recompute", "--as-of", "2025-07-02", "--changes", json_out=True)
+    both(cli, twin, "tier", "recompute", "--as-of", "2025-07-02", "--changes", json_out=True)
     assert keepers[-1].reused["facts"] == "patched 1"
     same_tables(cli, twin)
 
@@ -305,12 +311,6 @@ def test_later_runs_use_the_cache_and_equal_a_store_without_it(cli, twin, keeper
     same_tables(cli, twin)
     assert is_current(cli.db) == (True, True)
     settled(cli, date(2025, 7, 3))
-
-
-def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
-    from conftest import snapshot_db
-
-    return snapshot_db(db)
 
 
 def test_a_cached_run_reads_only_the_changed_customers(cli, monkeypatch):
