@@ -264,6 +264,42 @@ def test_every_write_of_customer_class_raises_class_gen(cli):
     assert gens(cli.db) == (before[0], before[1] + 2)
 
 
+def customer_gen(db: Path) -> int:
+    return one(db, "SELECT customer_gen FROM class_cache_state WHERE id = 1")
+
+
+def test_deleting_restoring_or_erasing_a_customer_raises_customer_gen(cli, twin, keepers, tmp_path):
+    """The live customers are taken from the cache (plus the customers added since, ids above every id there
+    was) only while no customer was deleted, restored, erased or removed: triggers on customer count each."""
+    shop(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert customer_gen(cli.db) == 0
+    for c in (cli, twin):
+        c.ok("customer", "add", "Fay")
+        c.ok("customer", "edit", "Ann", "--city", "杭州")
+    assert customer_gen(cli.db) == 0  # added and edited: the kept ids plus those above them are still right
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert keepers[-1].reused["live"] == "cache"
+    for c in (cli, twin):
+        c.ok("customer", "rm", "Bob", "--yes")
+    assert customer_gen(cli.db) == 1
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert "live" not in keepers[-1].reused  # read from the store
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert keepers[-1].reused["live"] == "cache"  # the last run's cache holds them again
+    for c in (cli, twin):
+        c.ok("customer", "restore", "Bob")
+    assert customer_gen(cli.db) == 2
+    for c in (cli, twin):
+        c.ok("customer", "forget", "Cat", "--yes")
+    assert customer_gen(cli.db) == 3
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    assert "live" not in keepers[-1].reused
+    same_tables(cli, twin)
+    sql(cli.db, "DELETE FROM customer WHERE name = 'Fay'")  # as `crm import undo` removes customers
+    assert customer_gen(cli.db) == 4
+
+
 # ------------------------------------------------------------------------------------------------ use
 
 def test_later_runs_use_the_cache_and_equal_a_store_without_it(cli, twin, keepers):
@@ -274,21 +310,21 @@ def test_later_runs_use_the_cache_and_equal_a_store_without_it(cli, twin, keeper
     m = meta(cli.db)
     assert m["facts"] == {"as_of": AS_OF.isoformat(), "windows": [365], "watermark": 8, "purchase_gen": 0,
                           "width": 4}
-    assert m["stored"] == {"level_names": [], "max_customer_id": 5, "class_gen": 5}
+    assert m["stored"] == {"level_names": [], "max_customer_id": 5, "customer_gen": 0, "class_gen": 5}
     assert meta(twin.db) is None  # off: nothing kept
 
     # the same as-of again: nothing to read but the cache, nothing written
     check = snapshot(cli.db)
     again = both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
     assert again["changed"] == 0
-    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 0", "stored": "cache"}
     assert snapshot(cli.db) == check
 
     # next day, one new purchase: only the customers that can differ are read again
     for c in (cli, twin):
         c.ok("purchase", "add", "Eve", "75", "--at", "2025-06-30 18:00", "--as-of", FAR)
     nxt = both(cli, twin, "tier", "recompute", "--as-of", "2025-07-01", "--changes", json_out=True)
-    assert keepers[-1].reused == {"facts": "patched 2", "stored": "cache"}  # Eve's new sale, Dan's leaves the window
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 2", "stored": "cache"}  # Eve's new sale, Dan's leaves the window
     assert "Eve" in {c["name"] for c in nxt}
     assert meta(cli.db)["facts"]["as_of"] == "2025-07-01" and meta(cli.db)["facts"]["watermark"] == 9
     same_tables(cli, twin)
@@ -300,14 +336,14 @@ def test_later_runs_use_the_cache_and_equal_a_store_without_it(cli, twin, keeper
 
     # rfm over the recompute's window, a day later: the facts and the stored rows come from the cache
     seg = both(cli, twin, "tier", "rfm", "--as-of", "2025-07-03", json_out=True)
-    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 0", "stored": "cache"}
     assert sum(r["customers"] for r in seg) == 5
     scores = both(cli, twin, "tier", "rfm", "--as-of", "2025-07-03", "--customers", json_out=True)
-    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 0", "stored": "cache"}
     assert len(scores) >= 4
     # ... and a recompute after the rfm still uses what the rfm left
     both(cli, twin, "tier", "recompute", "--as-of", "2025-07-03", "--changes", json_out=True)
-    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 0", "stored": "cache"}
     same_tables(cli, twin)
     assert is_current(cli.db) == (True, True)
     settled(cli, date(2025, 7, 3))
@@ -622,7 +658,7 @@ def test_a_damaged_cache_row_is_ignored_and_overwritten(cli, keepers, how, kind)
         ok(cli, "check", "tier", "recompute", "--as-of", "2025-07-02")
     # the row is sound now: the next run uses it
     ok(cli, "check", "tier", "recompute", "--as-of", "2025-07-02")
-    assert keepers[-1].reused == {"facts": "patched 0", "stored": "cache"}
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 0", "stored": "cache"}
     settled(cli, date(2025, 7, 2))
 
 
@@ -743,6 +779,6 @@ def test_an_empty_store_then_its_first_customers(cli, twin, keepers):
     for c in (cli, twin):
         c.ok("purchase", "add", "Ann", "100", "--at", "2025-06-30", "--as-of", FAR)
     both(cli, twin, "tier", "recompute", "--as-of", "2025-07-01", "--changes", json_out=True)
-    assert keepers[-1].reused == {"facts": "patched 1", "stored": "cache"}
+    assert keepers[-1].reused == {"live": "cache", "facts": "patched 1", "stored": "cache"}
     both(cli, twin, "tier", "rfm", "--as-of", "2025-07-01", "--customers", json_out=True)
     same_tables(cli, twin)

@@ -120,6 +120,7 @@ class Keeper:
     watermark: int
     schema: str
     max_customer_id: int
+    customer_gen: int
     meta: dict[str, Any] = field(default_factory=dict)  # of the cache row found (empty: none, or unusable)
     columns: dict[str, Any] = field(default_factory=dict)
     new_facts: tuple[dict[str, Any], dict[str, Any]] | None = None  # (meta, columns) to write
@@ -187,6 +188,25 @@ class Keeper:
         merged = np.concatenate([kept, fresh]) if len(fresh) else kept
         return merged[np.argsort(merged[:, 0], kind="stable")]
 
+    # ----------------------------------------------------------------------------------------- live
+
+    def live_ids(self, read: Callable[[int | None], Any]) -> Any:
+        """The live customers' ids, ascending: those the cache's stored part was written for, plus any added
+        since (``read(above)``: the live ids above an id), while no customer was deleted, restored or erased
+        since (``customer_gen``); else ``read(None)``, all of them."""
+        import numpy as np
+
+        part = self.meta.get("stored")
+        if self.mode == "off" or not part or part.get("customer_gen") != self.customer_gen:
+            return read(None)
+        ids = np.concatenate([self.columns["s_ids"], read(int(part["max_customer_id"]))])
+        if self.mode == "check":
+            full = read(None)
+            if not np.array_equal(full, ids):
+                raise AssertionError(f"class_cache: live customers differ ({len(full)} in the store, {len(ids)} kept)")
+        self.reused["live"] = "cache"
+        return ids
+
     # --------------------------------------------------------------------------------------- stored
 
     def stored(self, ids: Any, level_names: list[str], defaults: dict[str, int]) -> dict[str, Any] | None:
@@ -220,7 +240,8 @@ class Keeper:
 
     def remember_stored(self, ids: Any, level_names: list[str], columns: dict[str, Any]) -> None:
         """The customer_class rows as this run leaves them (written with the run's rows, see ``save``)."""
-        self.new_stored = ({"level_names": list(level_names), "max_customer_id": self.max_customer_id},
+        self.new_stored = ({"level_names": list(level_names), "max_customer_id": self.max_customer_id,
+                            "customer_gen": self.customer_gen},
                            {"s_ids": ids, **{f"s_{k}": v for k, v in columns.items()}})
 
     # ----------------------------------------------------------------------------------------- save
@@ -276,8 +297,8 @@ def open_keeper(session: Session) -> Keeper | None:
     chosen = mode()
     if chosen == "off" or session.connection().dialect.name != "sqlite":
         return None
-    purchase_gen, class_gen, watermark, schema, max_customer = _state(session)
-    keeper = Keeper(chosen, purchase_gen, class_gen, watermark, schema, max_customer)
+    purchase_gen, class_gen, watermark, schema, max_customer, customer_gen = _state(session)
+    keeper = Keeper(chosen, purchase_gen, class_gen, watermark, schema, max_customer, customer_gen)
     row = session.execute(select(CACHE.c.meta, CACHE.c.data).where(CACHE.c.id == 1)).first()
     if row is not None:
         try:
@@ -304,18 +325,20 @@ def _check_shape(meta: dict[str, Any], columns: dict[str, Any]) -> None:
         lengths = {len(columns[name]) for name in columns if name.startswith("s_")}
         if "s_ids" not in columns or len(lengths) != 1 or not isinstance(stored["level_names"], list):
             raise ValueError("class_cache: stored columns")
-        int(stored["class_gen"]), int(stored["max_customer_id"])
+        int(stored["class_gen"]), int(stored["max_customer_id"]), int(stored["customer_gen"])
 
 
-def _state(session: Session) -> tuple[int, int, int, str, int]:
-    """(purchase_gen, class_gen, highest purchase id, schema: the migrations applied, highest customer id)."""
+def _state(session: Session) -> tuple[int, int, int, str, int, int]:
+    """(purchase_gen, class_gen, highest purchase id, schema: the migrations applied, highest customer id,
+    customer_gen)."""
     from sqlalchemy import text
 
-    gens = session.execute(select(STATE.c.purchase_gen, STATE.c.class_gen).where(STATE.c.id == 1)).first()
+    gens = session.execute(select(STATE.c.purchase_gen, STATE.c.class_gen, STATE.c.customer_gen)
+                           .where(STATE.c.id == 1)).first()
     watermark = session.execute(select(func.coalesce(func.max(P.c.id), 0))).scalar_one()
     count, last = session.execute(text("SELECT count(*), max(name) FROM schema_migration")).one()
     customers = session.execute(text("SELECT coalesce(max(id), 0) FROM customer")).scalar_one()
-    return int(gens[0]), int(gens[1]), int(watermark), f"{count}:{last}", int(customers)
+    return int(gens[0]), int(gens[1]), int(watermark), f"{count}:{last}", int(customers), int(gens[2])
 
 
 def _matrix(columns: dict[str, Any], width: int, prefix: str = "f") -> Any:

@@ -162,8 +162,11 @@ class Facts:
     days: Any  # number of purchase days
 
 
-def live_ids(session: Session) -> Any:
+def live_ids(session: Session, above: int | None = None) -> Any:
+    """The ids of the customers neither deleted nor erased, ascending (only those above ``above``)."""
     stmt = select(C.c.id).where(C.c.deleted_at.is_(None), C.c.erased_at.is_(None)).order_by(C.c.id)
+    if above is not None:
+        stmt = stmt.where(C.c.id > above)
     return int_rows(session, stmt, 1)[:, 0]
 
 
@@ -210,7 +213,7 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool, 
     between runs (core/class_cache.py), used when it is up to date or cheap to bring up to date."""
     import numpy as np
 
-    ids = live_ids(session)
+    ids = keeper.live_ids(lambda above: live_ids(session, above)) if keeper is not None else live_ids(session)
     result: dict[int, tuple[Any, Any]] = {}
     first = last = days = None
     wanted = sorted(set(windows))

@@ -102,6 +102,7 @@ class ClassCacheState(SQLModel, table=True):
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     purchase_gen: int = Field(sa_column=Column(BigInteger, nullable=False))  # raised by triggers (m0021)
     class_gen: int = Field(sa_column=Column(BigInteger, nullable=False))
+    customer_gen: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 # The covering index of the per-customer purchase aggregates (migration m0013_tier_indexes).

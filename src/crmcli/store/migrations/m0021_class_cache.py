@@ -6,8 +6,9 @@ changed, not the whole purchase history; core/class_cache.py):
   classification it left, as one blob of integer columns; ``meta`` (JSON) says what it holds.
 * ``class_cache_state``: one row with two counters that SQLite triggers raise, whatever command does it:
   ``purchase_gen`` whenever a purchase is deleted or its customer, date, kind or amount changes;
-  ``class_gen`` whenever a customer_class row is inserted, changed or deleted. A part of the cache written at
-  another value of its counter is not used.
+  ``class_gen`` whenever a customer_class row is inserted, changed or deleted; ``customer_gen`` whenever a
+  customer is deleted, or deleted, restored or erased (its ``deleted_at`` / ``erased_at`` change). A part of the
+  cache written at another value of its counter is not used.
 
 PostgreSQL gets the tables but no triggers: the cache is used on SQLite only (there, purchase ids are given in
 commit order, which the "purchases since the last run" step relies on; PostgreSQL's sequences are not).
@@ -26,6 +27,8 @@ TRIGGERS = {  # name: (event, counter)
     "class_cache_class_inserted": ("AFTER INSERT ON customer_class", "class_gen"),
     "class_cache_class_changed": ("AFTER UPDATE ON customer_class", "class_gen"),
     "class_cache_class_deleted": ("AFTER DELETE ON customer_class", "class_gen"),
+    "class_cache_customer_deleted": ("AFTER DELETE ON customer", "customer_gen"),
+    "class_cache_customer_changed": ("AFTER UPDATE OF deleted_at, erased_at ON customer", "customer_gen"),
 }
 
 
@@ -38,9 +41,10 @@ def upgrade(conn: Connection) -> None:
     state = sa.Table("class_cache_state", md,
                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                      sa.Column("purchase_gen", sa.BigInteger, nullable=False),
-                     sa.Column("class_gen", sa.BigInteger, nullable=False))
+                     sa.Column("class_gen", sa.BigInteger, nullable=False),
+                     sa.Column("customer_gen", sa.BigInteger, nullable=False))
     md.create_all(conn)
-    conn.execute(state.insert().values(id=1, purchase_gen=0, class_gen=0))
+    conn.execute(state.insert().values(id=1, purchase_gen=0, class_gen=0, customer_gen=0))
     if conn.dialect.name == "sqlite":
         for name, (when, counter) in TRIGGERS.items():
             conn.execute(sa.text(f"CREATE TRIGGER {name} {when} FOR EACH ROW BEGIN "
