@@ -732,6 +732,16 @@ class Writes:
         self.history = []
 
     def apply(self, session: Session, run_id: int) -> None:
+        if session.connection().dialect.name != "sqlite":
+            self._apply(session, run_id)
+            return
+        # The customer_class triggers (m0021) would count every row at about 1.2 µs each, under the write lock:
+        # they are disarmed for this write, and the counter raised once instead, in the same transaction.
+        _exec(session, "UPDATE class_cache_state SET class_armed = 0 WHERE id = 1")
+        self._apply(session, run_id)
+        _exec(session, "UPDATE class_cache_state SET class_armed = 1, class_gen = class_gen + 1 WHERE id = 1")
+
+    def _apply(self, session: Session, run_id: int) -> None:
         keys = [k for k in self.rows if k != "customer_id"]
         if not self.staged:
             ids = self.rows["customer_id"].values

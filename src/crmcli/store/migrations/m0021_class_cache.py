@@ -8,7 +8,10 @@ changed, not the whole purchase history; core/class_cache.py):
   ``purchase_gen`` whenever a purchase is deleted or its customer, date, kind or amount changes;
   ``class_gen`` whenever a customer_class row is inserted, changed or deleted; ``customer_gen`` whenever a
   customer is deleted, or deleted, restored or erased (its ``deleted_at`` / ``erased_at`` change). A part of the
-  cache written at another value of its counter is not used.
+  cache written at another value of its counter is not used. The customer_class triggers count only while
+  ``class_armed`` is 1: a run of `crm tier` that writes a million rows sets it to 0 for its own bulk write and
+  raises ``class_gen`` once, in the same transaction (a counting trigger costs about 1.2 µs a row, held under
+  the write lock; a disarmed one 0.6 µs).
 
 PostgreSQL gets the tables but no triggers: the cache is used on SQLite only (there, purchase ids are given in
 commit order, which the "purchases since the last run" step relies on; PostgreSQL's sequences are not).
@@ -30,6 +33,7 @@ TRIGGERS = {  # name: (event, counter)
     "class_cache_customer_deleted": ("AFTER DELETE ON customer", "customer_gen"),
     "class_cache_customer_changed": ("AFTER UPDATE OF deleted_at, erased_at ON customer", "customer_gen"),
 }
+WHEN = {"class_gen": "WHEN (SELECT class_armed FROM class_cache_state WHERE id = 1) = 1 "}
 
 
 def upgrade(conn: Connection) -> None:
@@ -42,10 +46,11 @@ def upgrade(conn: Connection) -> None:
                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
                      sa.Column("purchase_gen", sa.BigInteger, nullable=False),
                      sa.Column("class_gen", sa.BigInteger, nullable=False),
-                     sa.Column("customer_gen", sa.BigInteger, nullable=False))
+                     sa.Column("customer_gen", sa.BigInteger, nullable=False),
+                     sa.Column("class_armed", sa.Integer, nullable=False))
     md.create_all(conn)
-    conn.execute(state.insert().values(id=1, purchase_gen=0, class_gen=0, customer_gen=0))
+    conn.execute(state.insert().values(id=1, purchase_gen=0, class_gen=0, customer_gen=0, class_armed=1))
     if conn.dialect.name == "sqlite":
         for name, (when, counter) in TRIGGERS.items():
-            conn.execute(sa.text(f"CREATE TRIGGER {name} {when} FOR EACH ROW BEGIN "
+            conn.execute(sa.text(f"CREATE TRIGGER {name} {when} FOR EACH ROW {WHEN.get(counter, '')}BEGIN "
                                  f"UPDATE class_cache_state SET {counter} = {counter} + 1 WHERE id = 1; END"))
