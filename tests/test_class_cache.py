@@ -787,3 +787,40 @@ def test_an_empty_store_then_its_first_customers(cli, twin, keepers):
     assert keepers[-1].reused == {"live": "cache", "facts": "patched 1", "stored": "cache"}
     both(cli, twin, "tier", "rfm", "--as-of", "2025-07-01", "--customers", json_out=True)
     same_tables(cli, twin)
+
+
+# ----------------------------------------------------------------------------------- found in review
+
+def test_a_score_written_out_of_range_by_another_program_is_rewritten_either_way(cli, twin):
+    """A stored R/F/M outside 1-5 (crm never writes one) compares unequal to any computed score, with or without
+    the cache: rfm and recompute rewrite that row. (rfm read raw scores, the cache mapped them to 0: the two
+    ways stored different results.)"""
+    shop(cli, twin)
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)
+    for c in (cli, twin):
+        sql(c.db, "UPDATE customer_class SET r_score = 7, f_score = 7, m_score = 7 WHERE customer_id = 2")
+    both(cli, twin, "tier", "recompute", "--as-of", AS_OF.isoformat(), json_out=True)  # rewrites it
+    same_tables(cli, twin)
+    assert one(cli.db, "SELECT r_score FROM customer_class WHERE customer_id = 2") != 7
+    for c in (cli, twin):
+        sql(c.db, "UPDATE customer_class SET r_score = 9 WHERE customer_id = 2")
+    both(cli, twin, "tier", "rfm", "--as-of", AS_OF.isoformat(), json_out=True)
+    same_tables(cli, twin)
+    assert one(cli.db, "SELECT r_score FROM customer_class WHERE customer_id = 2") != 9
+    settled(cli, AS_OF)
+
+
+def test_a_customer_removed_between_the_phases_without_an_audit_row_makes_the_run_compute_again(cli, tmp_path):
+    """The taking back of a killed import removes customers and writes no audit row. A run whose read phase saw
+    such a customer must not write its class row (the foreign key would fail the whole run): on SQLite the
+    customer_gen counter makes the write phase compute again."""
+    shop(cli)
+    ok(cli, "check", "tier", "recompute", "--as-of", AS_OF.isoformat())
+    cli.ok("customer", "add", "Late")
+    late = one(cli.db, "SELECT max(id) FROM customer")
+    result, computed = _two_phase(cli, AS_OF, "recompute",
+                                  lambda: sql(cli.db, "DELETE FROM customer WHERE id = ?", late))
+    assert computed == 2  # read phase, then again under the write lock, where "Late" is gone: nothing to write
+    assert result.customers == 5 and result.run_id is None
+    assert one(cli.db, "SELECT COUNT(*) FROM customer_class WHERE customer_id = ?", late) == 0
+    settled(cli, AS_OF)

@@ -20,7 +20,12 @@ The cache (table ``class_cache``, one row) holds two parts, each valid on its ow
 * **stored**: the customer_class rows as the run left them (the codes classify.load_stored reads), aligned
   with the run's live customers. Valid while ``class_cache_state.class_gen`` is what it was right after the
   run's writes: the triggers raise it on every insert, update and delete of a customer_class row, whatever
-  command does it (pins, erasure, an undone import, a later run).
+  command does it (pins, an undone import, a raw write); a tier run's own bulk write disarms them
+  (``class_armed``) and raises it once.
+
+* **live customers**: the ids of the customers neither deleted nor erased, kept with the stored part. Valid,
+  plus the customers added since (ids above every id there was), while ``class_cache_state.customer_gen`` is
+  unchanged: triggers raise it when a customer row is deleted or its ``deleted_at`` / ``erased_at`` change.
 
 Either part out of date is simply not used (the run then reads the store, as without a cache). The cache is
 written in the run's write transaction, and only while the counters are still what the run read: a change
@@ -250,7 +255,11 @@ class Keeper:
         """Whether a run that changes no customer should still write the cache (it read more than the
         cache gave)."""
         return self.reused.get("facts", "patched 0") != "patched 0" or (
-            self.new_stored is not None and self.reused.get("stored") != "cache")
+            self.new_stored is not None and (self.reused.get("stored") != "cache" or self.reused.get("live") != "cache"))
+
+    def customers_moved(self, session: Session) -> bool:
+        """In the write phase: a customer was deleted, restored, erased or removed since the read phase."""
+        return _state(session)[5] != self.customer_gen
 
     def save(self, session: Session, *, wrote: bool) -> None:
         """Write the cache in the run's write transaction (after its rows: ``wrote``). A part is written only

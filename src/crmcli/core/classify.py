@@ -324,6 +324,12 @@ STORED_BITS = [2, 2, 3, 3, 3, 4, 3, 1, DAY_BITS, 0]
 # none), level + 1: one integer per row instead of eight values
 
 
+def _score(column: Any) -> Any:
+    """A stored R, F or M score as a code: 1-5 as they are, 0 for none, 7 for anything else (written by another
+    program): never equal to a computed score, so that row gets rewritten."""
+    return case((column.between(1, 5), column), (column.is_(None), 0), else_=7)
+
+
 def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
     """The stored classification of ``ids`` as integer codes (read in SQL: the small codes and the level date
     packed into one integer per row, beside net spend, orders and the basis value)."""
@@ -333,11 +339,8 @@ def load_stored(session: Session, ids: Any, level_names: list[str]) -> Stored:
     computed_code = case((CC.c.computed_tier == "A", 3), (CC.c.computed_tier == "B", 2),
                          (CC.c.computed_tier == "C", 1), else_=0)
 
-    def score(column: Any) -> Any:  # 1-5, 0 for none (and for anything else: it gets rewritten)
-        return case((column.between(1, 5), column), else_=0)
-
-    codes = _packed([(tier_code, 2), (computed_code, 2), (score(CC.c.r_score), 3), (score(CC.c.f_score), 3),
-                     (score(CC.c.m_score), 3), (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
+    codes = _packed([(tier_code, 2), (computed_code, 2), (_score(CC.c.r_score), 3), (_score(CC.c.f_score), 3),
+                     (_score(CC.c.m_score), 3), (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
                      (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 3),
                      (case((CC.c.basis_minor.is_(None), 1), else_=0), 1),
                      (func.coalesce(epoch_days(CC.c.level_since) + DAY_OFFSET, 0), DAY_BITS),
@@ -903,7 +906,11 @@ def run_two_phase(store: Any, load_ctx: Any, compute: Any) -> tuple[RunResult, A
             if result.writes is not None:
                 stage(result.writes)
             with write() as session:
-                if quiet_since(session, mark):
+                # Audit rows name what could change the result; a customer removed by a taking back of a killed
+                # import writes none, and its new class row would fail the foreign key: on SQLite the
+                # customer_gen counter (m0021) tells.
+                if quiet_since(session, mark) and not (result.keeper is not None
+                                                       and result.keeper.customers_moved(session)):
                     result.save(session)
                     return result, ctx
                 if attempt == ATTEMPTS - 1:
@@ -1138,8 +1145,7 @@ def rfm(session: Session, ctx: Any, *, window_days: int | None = None, dry_run: 
         # one integer per stored row: tier is A, R*100 + F*10 + M, segment + 1, stage + 1 (0 = none)
         stmt = select(CC.c.customer_id, _packed([
             (case((CC.c.tier == "A", 1), else_=0), 1),
-            (func.coalesce(CC.c.r_score, 0) * 100 + func.coalesce(CC.c.f_score, 0) * 10
-             + func.coalesce(CC.c.m_score, 0), RFM_BITS),
+            (_score(CC.c.r_score) * 100 + _score(CC.c.f_score) * 10 + _score(CC.c.m_score), RFM_BITS),
             (_code(CC.c.segment, SEGMENT_KEYS, start=1, none=0, unknown=0), 4),
             (_code(CC.c.stage, STAGE_KEYS, start=1, none=0, unknown=0), 0)]))
         (packed,) = _align(ids, int_rows(session, stmt, 2), [-1])

@@ -4,7 +4,7 @@ changed, not the whole purchase history; core/class_cache.py):
 * ``class_cache``: at most one row: the per-customer purchase facts of the last run (first and last sale,
   sale days, sales and net spend per window, as of its date, up to its highest purchase id) and the
   classification it left, as one blob of integer columns; ``meta`` (JSON) says what it holds.
-* ``class_cache_state``: one row with two counters that SQLite triggers raise, whatever command does it:
+* ``class_cache_state``: one row with three counters that SQLite triggers raise, whatever command does it:
   ``purchase_gen`` whenever a purchase is deleted or its customer, date, kind or amount changes;
   ``class_gen`` whenever a customer_class row is inserted, changed or deleted; ``customer_gen`` whenever a
   customer is deleted, or deleted, restored or erased (its ``deleted_at`` / ``erased_at`` change). A part of the
