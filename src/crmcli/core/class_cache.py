@@ -20,8 +20,8 @@ The cache (table ``class_cache``, one row) holds two parts, each valid on its ow
 * **stored**: the customer_class rows as the run left them (the codes classify.load_stored reads), aligned
   with the run's live customers. Valid while ``class_cache_state.class_gen`` is what it was right after the
   run's writes: the triggers raise it on every insert, update and delete of a customer_class row, whatever
-  command does it (pins, an undone import, a raw write); a tier run's own bulk write disarms them
-  (``class_armed``) and raises it once.
+  command does it (pins, an undone import, a raw write); a tier run takes them out for its own bulk write and
+  raises it once, in the same transaction (``Writes.apply``; ``class_armed`` still switches them off).
 
 * **live customers**: the ids of the customers neither deleted nor erased, kept with the stored part. Valid,
   plus the customers added since (ids above every id there was), while ``class_cache_state.customer_gen`` is

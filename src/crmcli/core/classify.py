@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -220,6 +220,12 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool, 
 
     def history_rows(chosen: list[int]) -> Any:
         def compute(only: Any) -> Any:
+            if only is None:  # the whole history: on SQLite numpy aggregates the rows (core/purchase_scan.py)
+                from crmcli.core import purchase_scan
+
+                rows = purchase_scan.history_rows(session, as_of, chosen)
+                if rows is not None:
+                    return rows
             return int_rows(session, _history_stmt(as_of, chosen, only), 2 + 2 * len(chosen), indexed=True)
         return compute
 
@@ -258,7 +264,12 @@ def _window_facts(session: Session, ids: Any, as_of: date, w: int) -> tuple[Any,
     """rfm without the cache: (last sale in the window, sales, net spend) per customer of ``ids``."""
     import numpy as np
 
-    packed, net = _align(ids, int_rows(session, _window_stmt(as_of, w), 3, indexed=True), [0, 0])
+    from crmcli.core import purchase_scan
+
+    rows = purchase_scan.window_rows(session, as_of, w)
+    if rows is None:
+        rows = int_rows(session, _window_stmt(as_of, w), 3, indexed=True)
+    packed, net = _align(ids, rows, [0, 0])
     last, orders = _unpack(packed, [DAY_BITS, 0])
     return np.where(last > 0, last - DAY_OFFSET, NO_DATE), orders, net
 
@@ -738,11 +749,23 @@ class Writes:
         if session.connection().dialect.name != "sqlite":
             self._apply(session, run_id)
             return
-        # The customer_class triggers (m0021) would count every row at about 1.2 µs each, under the write lock:
-        # they are disarmed for this write, and the counter raised once instead, in the same transaction.
-        _exec(session, "UPDATE class_cache_state SET class_armed = 0 WHERE id = 1")
+        # The customer_class triggers (m0021) count each row written by anyone else; this run raises the counter
+        # once for its whole write. It takes them out meanwhile: even disarmed (class_armed = 0, what the first
+        # version did), their WHEN clause cost about 1.4 µs a row under the write lock, 1.4 s of a first
+        # recompute at 1M customers. SQLite's DDL is transactional: they are back, as they were, in the same
+        # transaction, and a failed write rolls back to them.
+        cursor = _dbapi(session).cursor()
+        try:
+            triggers = cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                      "AND tbl_name = 'customer_class' ORDER BY name").fetchall()
+        finally:
+            cursor.close()
+        for name, _sql in triggers:
+            _exec(session, f'DROP TRIGGER "{name}"')
         self._apply(session, run_id)
-        _exec(session, "UPDATE class_cache_state SET class_armed = 1, class_gen = class_gen + 1 WHERE id = 1")
+        for _name, sql in triggers:
+            _exec(session, sql)
+        _exec(session, "UPDATE class_cache_state SET class_gen = class_gen + 1 WHERE id = 1")
 
     def _apply(self, session: Session, run_id: int) -> None:
         keys = [k for k in self.rows if k != "customer_id"]
@@ -933,6 +956,9 @@ def _phases(store: Any) -> Iterator[tuple[Any, Any, Any]]:
     from crmcli.store.engine import translate_errors
 
     conn = store.engine.connect()
+    # The staged rows live in memory: in SQLite's default temporary file, a first recompute at 1M customers
+    # spent 3 s more, mostly in the kernel, writing and reading back its ~2M staged rows.
+    _exec(conn.connection.dbapi_connection, "PRAGMA temp_store = MEMORY")
 
     @contextmanager
     def phase(begin: str) -> Iterator[Session]:
@@ -960,6 +986,8 @@ def _phases(store: Any) -> Iterator[tuple[Any, Any, Any]]:
         yield (lambda: phase("DEFERRED")), stage, (lambda: phase("IMMEDIATE"))
         _drop_stage(conn.connection.dbapi_connection)  # after the write transaction: no lock on the store
     finally:
+        with suppress(Exception):  # the pooled connection goes back as it came (a broken one is discarded)
+            _exec(conn.connection.dbapi_connection, "PRAGMA temp_store = DEFAULT")
         conn.close()
 
 

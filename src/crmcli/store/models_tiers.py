@@ -103,7 +103,7 @@ class ClassCacheState(SQLModel, table=True):
     purchase_gen: int = Field(sa_column=Column(BigInteger, nullable=False))  # raised by triggers (m0021)
     class_gen: int = Field(sa_column=Column(BigInteger, nullable=False))
     customer_gen: int = Field(sa_column=Column(BigInteger, nullable=False))
-    class_armed: int  # 0 while a tier run writes its rows (it raises class_gen once itself)
+    class_armed: int  # 0: the customer_class triggers do not count (tier runs drop them for their write instead)
 
 
 # The covering index of the per-customer purchase aggregates (migration m0013_tier_indexes).
