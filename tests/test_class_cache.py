@@ -368,9 +368,9 @@ def test_a_cached_run_reads_only_the_changed_customers(cli, monkeypatch):
         seen.append(None if only is None else sorted(int(i) for i in only))
         return real(as_of, windows, only)
 
-    def full_spy(session: Any, as_of: date, windows: list[int]) -> Any:  # the whole history, read by numpy
+    def full_spy(session: Any, as_of: date, windows: list[int], sql: Any) -> Any:  # everyone, read by numpy
         seen.append(None)
-        return real_full(session, as_of, windows)
+        return real_full(session, as_of, windows, sql)
 
     real_full = purchase_scan.history_rows
     monkeypatch.setattr(classify, "_history_stmt", spy)

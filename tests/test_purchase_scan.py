@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import snapshot_db
 from test_tier_support import AS_OF, seed
 
 pytestmark = pytest.mark.skipif(
@@ -55,10 +56,15 @@ def _both(path: Path, as_of: date, windows: list[int]) -> tuple[Any, Any, Any, A
     try:
         with store.read() as session:
             width = 2 + 2 * len(windows)
-            return (purchase_scan.history_rows(session, as_of, windows),
-                    classify.int_rows(session, classify._history_stmt(as_of, windows), width, indexed=True),
-                    purchase_scan.window_rows(session, as_of, windows[0]),
-                    classify.int_rows(session, classify._window_stmt(as_of, windows[0]), 3, indexed=True))
+
+            def hist_sql(only: Any) -> Any:
+                return classify.int_rows(session, classify._history_stmt(as_of, windows, only), width, indexed=True)
+
+            def win_sql(only: Any) -> Any:
+                return classify.int_rows(session, classify._window_stmt(as_of, windows[0], only), 3, indexed=True)
+
+            return (purchase_scan.history_rows(session, as_of, windows, hist_sql), hist_sql(None),
+                    purchase_scan.window_rows(session, as_of, windows[0], win_sql), win_sql(None))
     finally:
         store.dispose()
 
@@ -136,31 +142,144 @@ def test_a_date_it_cannot_read_as_sql_would_gives_way(tmp_path: Path, value: str
     assert hist is None and win is None, why
 
 
+def _scan_only(path: Path) -> tuple[Any, Any]:
+    """purchase_scan's (history, window) rows, with an SQL fall-back that must not be needed."""
+    from crmcli.core import purchase_scan
+    from crmcli.store.engine import open_store
+
+    def no_sql(only: Any) -> Any:
+        raise AssertionError(f"the SQL was asked for {only}")
+
+    store = open_store(str(path))
+    try:
+        with store.read() as session:
+            return (purchase_scan.history_rows(session, AS_OF, [365], no_sql),
+                    purchase_scan.window_rows(session, AS_OF, 365, no_sql))
+    finally:
+        store.dispose()
+
+
+def _raw(path: Path, statement: str, *params: Any) -> None:
+    conn = sqlite3.connect(path)  # another program's write: the purchase commands never store such values
+    conn.execute(statement, params)
+    conn.commit()
+    conn.close()
+
+
 def test_an_amount_that_could_overflow_a_sum_gives_way(tmp_path: Path) -> None:
     path = _new_store(tmp_path / "big.sqlite")
-    _put(path, [(1, "sale", 2**61, "2025-06-01"), (1, "sale", 2**61, "2025-06-02")])
+    _put(path, [(1, "sale", 2**61, "2025-06-01"), (1, "refund", 2**61, "2025-06-02")])
+    assert _scan_only(path) == (None, None)
+    _put(path, [(1, "sale", -(2**63), "2025-06-01")])
+    assert _scan_only(path) == (None, None)
+
+
+@pytest.mark.parametrize("value", ["abc", "12abc", 2.5, b"\x01\x02"])
+def test_an_amount_that_is_not_an_integer_gives_way(tmp_path: Path, value: Any) -> None:
+    """Arithmetic in SQL would have read 'abc' as 0 and '12abc' as 12: the raw values are parsed instead."""
+    path = _new_store(tmp_path / "amount.sqlite")
+    _put(path, [(1, "sale", 100, "2025-06-01"), (2, "sale", 100, "2025-06-02")])
+    _raw(path, "UPDATE purchase SET amount_minor = ? WHERE customer_id = 2", value)
+    assert _scan_only(path) == (None, None)
+
+
+@pytest.mark.parametrize("value", ["abc", 2.5])
+def test_a_customer_id_that_is_not_an_integer_gives_way(tmp_path: Path, value: Any) -> None:
+    path = _new_store(tmp_path / "ids.sqlite")
+    _put(path, [(1, "sale", 100, "2025-06-01"), (2, "sale", 100, "2025-06-02")])
+    _raw(path, "PRAGMA foreign_keys = OFF")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE purchase SET customer_id = ? WHERE customer_id = 2", (value,))
+    conn.commit()
+    conn.close()
+    assert _scan_only(path) == (None, None)
+
+
+@pytest.mark.parametrize("top", [10**14, 2**63 - 1])
+def test_customer_ids_near_the_integer_limit(tmp_path: Path, top: int) -> None:
+    """Range bounds never pass the largest id (they once overflowed SQLite's 64-bit integers)."""
+    path = _new_store(tmp_path / "top.sqlite")
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO customer (id, code, name, created_at, updated_at) VALUES (?, 'TOP', 'Top', ?, ?)",
+                 (top, STAMP, STAMP))
+    conn.commit()
+    conn.close()
+    _put(path, [(1, "sale", 100, "2025-06-01"), (top, "sale", 7, "2025-06-02"), (top, "refund", 2, "2025-06-03")])
+    hist, sql_hist, win, sql_win = _both(path, AS_OF, [365])
+    _equal(hist, sql_hist)
+    _equal(win, sql_win)
+    assert hist[:, 0].tolist() == [1, top]
+
+
+def test_ranges_hold_whole_customers_and_at_most_chunk_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skewed purchases (a walk-in account with most of them): every range read holds whole customers and at most
+    CHUNK_ROWS purchases; a customer with more than that is aggregated by the SQL, which streams."""
     from crmcli.core import purchase_scan
+
+    monkeypatch.setattr(purchase_scan, "CHUNK_ROWS", 4)
+    path = _new_store(tmp_path / "skew.sqlite")
+    rows = [(1, "sale", 10 + k, f"2025-0{1 + k % 6}-1{k % 10}") for k in range(30)]  # the walk-in account
+    rows += [(c, "sale", 5 * c, "2025-06-0" + str(c)) for c in range(2, CUSTOMERS + 1) for _ in range(c % 3 + 1)]
+    _put(path, rows)
+    sizes: list[int] = []
+    customers: list[set[int]] = []
+    real_parse = purchase_scan._parse
+
+    def spy(row: Any) -> Any:
+        cols = real_parse(row)
+        sizes.append(int(row[0]))
+        customers.append(set(cols[0].tolist()))
+        return cols
+
+    asked: list[Any] = []
+    monkeypatch.setattr(purchase_scan, "_parse", spy)
+    hist, sql_hist, win, sql_win = _both(path, AS_OF, [365])
+    _equal(hist, sql_hist)
+    _equal(win, sql_win)
+    assert sizes and max(sizes) <= 4
+    reads = customers[:len(customers) // 2]  # the history's reads (then the window's)
+    assert sum(len(c) for c in reads) == len(set().union(*reads)) == CUSTOMERS - 1  # each customer in one range
+    from crmcli.core import classify
     from crmcli.store.engine import open_store
 
     store = open_store(str(path))
     try:
         with store.read() as session:
-            assert purchase_scan.history_rows(session, AS_OF, [365]) is None
-            assert purchase_scan.window_rows(session, AS_OF, 365) is None
+            def sql(only: Any) -> Any:
+                asked.append(list(only))
+                return classify.int_rows(session, classify._history_stmt(AS_OF, [365], only), 4, indexed=True)
+
+            purchase_scan.history_rows(session, AS_OF, [365], sql)
     finally:
         store.dispose()
+    assert asked == [[1]]  # the walk-in account alone
 
 
-def test_a_recompute_over_an_odd_date_falls_back_to_sql(cli: Any) -> None:
-    """The command does not fail: the SQL aggregate reads the store as before (CRM_CLASS_CACHE=check also
-    compares the cache with it)."""
-    seed(cli, {"Ann": [(10, "100"), (40, "300")], "Bob": [(5, "50")]})
-    conn = sqlite3.connect(cli.db)
-    conn.execute("UPDATE purchase SET purchased_on = '2025-6-1' WHERE customer_id = 2")
-    conn.commit()
-    conn.close()
-    data = cli.json("tier", "recompute", "--as-of", AS_OF.isoformat())
-    assert data["customers"] == 2
+def _classes(db: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT * FROM customer_class ORDER BY customer_id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_recompute_over_an_odd_date_falls_back_to_sql(cli: Any, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command does not fail, and classifies exactly as the SQL does (a twin store read by the SQL only)."""
+    import shutil
+
+    from crmcli.core import purchase_scan
+
+    seed(cli, {"Ann": [(10, "100"), (40, "300")], "Bob": [(5, "50"), (60, "70")]})
+    _raw(cli.db, "UPDATE purchase SET purchased_on = '2025-05-1' WHERE purchased_on = '2025-05-01'")  # Bob's
+    twin = tmp_path / "twin.sqlite"
+    shutil.copyfile(cli.db, twin)
+    assert _scan_only(cli.db) == (None, None)  # the odd date is inside the window: numpy gives way
+    cli.ok("tier", "recompute", "--as-of", AS_OF.isoformat())
+    monkeypatch.setattr(purchase_scan, "history_rows", lambda *a: None)
+    monkeypatch.setattr(purchase_scan, "window_rows", lambda *a: None)
+    type(cli)(twin).ok("tier", "recompute", "--as-of", AS_OF.isoformat())
+    assert _classes(cli.db) == _classes(twin) and len(_classes(twin)) == 2
 
 
 def _triggers(db: Path) -> list[tuple[str, str]]:
@@ -196,8 +315,25 @@ def test_a_tier_run_puts_the_counting_triggers_back_as_they_were(cli: Any) -> No
     assert _gens(cli.db)[1] == 5
 
 
+def test_other_triggers_on_customer_class_see_every_row(cli: Any) -> None:
+    """Only the counting triggers are taken out of a run's write: another program's triggers keep working."""
+    seed(cli, {"Ann": [(10, "100")], "Bob": [(5, "50")]})
+    _raw(cli.db, "CREATE TABLE sync_log (customer_id INTEGER)")
+    _raw(cli.db, "CREATE TRIGGER sync_class AFTER INSERT ON customer_class BEGIN "
+                 "INSERT INTO sync_log VALUES (new.customer_id); END")
+    cli.ok("tier", "recompute", "--as-of", AS_OF.isoformat())
+    conn = sqlite3.connect(cli.db)
+    assert conn.execute("SELECT count(*) FROM sync_log").fetchone() == (2,)
+    conn.close()
+    _raw(cli.db, "CREATE TRIGGER guard_class BEFORE UPDATE ON customer_class BEGIN "
+                 "SELECT RAISE(ABORT, 'frozen by the accountant'); END")
+    before = snapshot_db(cli.db)
+    result = cli("tier", "recompute", "--as-of", (AS_OF + timedelta(days=200)).isoformat())
+    assert result.exit_code != 0 and "frozen by the accountant" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot_db(cli.db) == before
+
+
 def test_a_failed_bulk_write_leaves_store_and_triggers_as_they_were(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import snapshot_db
     from crmcli.core import classify
 
     seed(cli, {"Ann": [(10, "100")], "Bob": [(5, "50")]})

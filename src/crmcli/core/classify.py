@@ -174,17 +174,26 @@ DAY_BITS = 23  # an epoch day + DAY_OFFSET (0 = no date) in a packed integer: ye
 DAY_OFFSET = 1 << 22
 
 
-def _window_stmt(as_of: date, days: int) -> Any:
+def _window_stmt(as_of: date, days: int, only: Any = None) -> Any:
     """rfm: per customer with a purchase in the window: last sale (epoch day + DAY_OFFSET, 0 if none) and
-    number of sales packed into one integer, net spend."""
+    number of sales packed into one integer, net spend. ``only``: these customers only."""
     sale = P.c.kind == "sale"
     start = as_of - timedelta(days=days - 1)
-    return (select(P.c.customer_id,
+    stmt = (select(P.c.customer_id,
                    _packed([(func.coalesce(epoch_days(func.max(case((sale, P.c.purchased_on), else_=None)))
                                            + DAY_OFFSET, 0), DAY_BITS),
                             (func.sum(case((sale, 1), else_=0)), 0)]),
                    func.sum(case((sale, P.c.amount_minor), else_=-P.c.amount_minor)))
-            .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of).group_by(P.c.customer_id))
+            .where(P.c.purchased_on >= start, P.c.purchased_on <= as_of))
+    return _only(stmt, only).group_by(P.c.customer_id)
+
+
+def _only(stmt: Any, only: Any) -> Any:
+    """``stmt`` for these customers only, when given (ids as a JSON array: one literal, probed in the index)."""
+    if only is None:
+        return stmt
+    return stmt.where(P.c.customer_id.in_(select(literal_column("value")).select_from(
+        func.json_each(literal(json.dumps([int(i) for i in only]))))))
 
 
 def _history_stmt(as_of: date, windows: list[int], only: Any = None) -> Any:
@@ -200,11 +209,7 @@ def _history_stmt(as_of: date, windows: list[int], only: Any = None) -> Any:
     for days in windows:
         inside = P.c.purchased_on >= as_of - timedelta(days=days - 1)
         cols += [func.sum(case((and_(inside, sale), 1), else_=0)), func.sum(case((inside, signed), else_=0))]
-    stmt = select(*cols).where(P.c.purchased_on <= as_of)
-    if only is not None:  # these customers only (ids as a JSON array: one literal, probed in the index)
-        stmt = stmt.where(P.c.customer_id.in_(select(literal_column("value")).select_from(
-            func.json_each(literal(json.dumps([int(i) for i in only]))))))
-    return stmt.group_by(P.c.customer_id)
+    return _only(select(*cols).where(P.c.purchased_on <= as_of), only).group_by(P.c.customer_id)
 
 
 def gather(session: Session, as_of: date, windows: list[int], *, history: bool, keeper: Any = None) -> Facts:
@@ -220,13 +225,14 @@ def gather(session: Session, as_of: date, windows: list[int], *, history: bool, 
 
     def history_rows(chosen: list[int]) -> Any:
         def compute(only: Any) -> Any:
+            def sql(ids: Any) -> Any:
+                return int_rows(session, _history_stmt(as_of, chosen, ids), 2 + 2 * len(chosen), indexed=True)
+
             if only is None:  # the whole history: on SQLite numpy aggregates the rows (core/purchase_scan.py)
                 from crmcli.core import purchase_scan
 
-                rows = purchase_scan.history_rows(session, as_of, chosen)
-                if rows is not None:
-                    return rows
-            return int_rows(session, _history_stmt(as_of, chosen, only), 2 + 2 * len(chosen), indexed=True)
+                return _full_read(lambda: purchase_scan.history_rows(session, as_of, chosen, sql), sql)
+            return sql(only)
         return compute
 
     if history:
@@ -266,12 +272,31 @@ def _window_facts(session: Session, ids: Any, as_of: date, w: int) -> tuple[Any,
 
     from crmcli.core import purchase_scan
 
-    rows = purchase_scan.window_rows(session, as_of, w)
-    if rows is None:
-        rows = int_rows(session, _window_stmt(as_of, w), 3, indexed=True)
-    packed, net = _align(ids, rows, [0, 0])
+    def sql(only: Any) -> Any:
+        return int_rows(session, _window_stmt(as_of, w, only), 3, indexed=True)
+
+    packed, net = _align(ids, _full_read(lambda: purchase_scan.window_rows(session, as_of, w, sql), sql), [0, 0])
     last, orders = _unpack(packed, [DAY_BITS, 0])
     return np.where(last > 0, last - DAY_OFFSET, NO_DATE), orders, net
+
+
+def _full_read(scan: Any, sql: Any) -> Any:
+    """The rows of everyone: ``scan()`` (numpy on SQLite, None where it cannot vouch for them), else
+    ``sql(None)``, the SQL aggregate that defines them. With CRM_CLASS_CACHE=check (the test suite's mode)
+    both run and must agree, so that every tier test also compares the two ways."""
+    import numpy as np
+
+    from crmcli.core.class_cache import mode
+
+    rows = scan()
+    if rows is None:
+        return sql(None)
+    if mode() == "check":
+        theirs = sql(None)
+        if rows.shape != theirs.shape or not np.array_equal(rows, theirs):
+            raise AssertionError(f"purchase_scan: numpy and SQL aggregates differ ({rows.shape} vs {theirs.shape}; "
+                                 f"first rows {rows[:3].tolist()} vs {theirs[:3].tolist()})")
+    return rows
 
 
 def _check_window(session: Session, ids: Any, as_of: date, w: int, last: Any, orders: Any, net: Any) -> None:
@@ -754,10 +779,14 @@ class Writes:
         # version did), their WHEN clause cost about 1.4 µs a row under the write lock, 1.4 s of a first
         # recompute at 1M customers. SQLite's DDL is transactional: they are back, as they were, in the same
         # transaction, and a failed write rolls back to them.
+        # Only the counting triggers: any other (another program's guard or sync) sees every row as always.
+        from crmcli.store.migrations.m0021_class_cache import TRIGGERS
+
+        ours = [name for name, (event, _counter) in TRIGGERS.items() if event.endswith(" ON customer_class")]
         cursor = _dbapi(session).cursor()
         try:
-            triggers = cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-                                      "AND tbl_name = 'customer_class' ORDER BY name").fetchall()
+            triggers = cursor.execute(f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN "
+                                      f"({', '.join('?' * len(ours))}) ORDER BY rowid", ours).fetchall()
         finally:
             cursor.close()
         for name, _sql in triggers:
