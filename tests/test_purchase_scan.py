@@ -195,6 +195,44 @@ def test_a_customer_id_that_is_not_an_integer_gives_way(tmp_path: Path, value: A
     assert _scan_only(path) == (None, None)
 
 
+def test_a_real_number_at_a_range_boundary_gives_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Customer 2 must not fall between two ranges because a row of customer 2.5 (another program's write,
+    outside the dates read) marks the boundary."""
+    from crmcli.core import purchase_scan
+
+    monkeypatch.setattr(purchase_scan, "CHUNK_ROWS", 2)
+    path = _new_store(tmp_path / "real.sqlite")
+    _put(path, [(1, "sale", 1, "2025-06-01"), (1, "sale", 1, "2025-06-02"), (3, "sale", 5, "2025-06-03"),
+                (2, "sale", 900, "2025-06-04")])
+    _raw(path, "UPDATE purchase SET customer_id = 2.5, purchased_on = '2026-01-01' WHERE customer_id = 3")
+    assert _scan_only(path) == (None, None)
+
+
+@pytest.mark.parametrize("column, value", [("amount_minor", "ff32"), ("purchased_on", "3230323520ff")])
+def test_bytes_that_are_not_utf8_give_way(tmp_path: Path, column: str, value: str) -> None:
+    """(The date is "2025 " and a byte 0xff: inside the window as the SQL compares texts.)"""
+    path = _new_store(tmp_path / "bytes.sqlite")
+    _put(path, [(1, "sale", 100, "2025-06-01"), (2, "refund", 100, "2025-06-02")])
+    _raw(path, f"UPDATE purchase SET {column} = CAST(x'{value}' AS TEXT) WHERE customer_id = 2")
+    assert _scan_only(path) == (None, None)
+
+
+def test_more_sale_days_than_the_packed_integer_holds_gives_way(tmp_path: Path) -> None:
+    """2**17 distinct sale days (359 years of daily sales) would not fit beside two dates in 63 bits."""
+    path = _new_store(tmp_path / "days.sqlite")
+    first = AS_OF - timedelta(days=2**17 - 1)
+    _put(path, [(1, "sale", 1, (first + timedelta(days=k)).isoformat()) for k in range(2**17)])
+    from crmcli.core import purchase_scan
+    from crmcli.store.engine import open_store
+
+    store = open_store(str(path))
+    try:
+        with store.read() as session:
+            assert purchase_scan.history_rows(session, AS_OF, [365], lambda only: None) is None
+    finally:
+        store.dispose()
+
+
 @pytest.mark.parametrize("top", [10**14, 2**63 - 1])
 def test_customer_ids_near_the_integer_limit(tmp_path: Path, top: int) -> None:
     """Range bounds never pass the largest id (they once overflowed SQLite's 64-bit integers)."""

@@ -10,8 +10,11 @@ benchmark's floor query itself.
 The results are the SQL aggregates' rows exactly (same customers, same columns, same packing): the SQL
 statements stay the definition, used on PostgreSQL, for the cache's patches of a few customers, and here
 whenever the rows are not what this module expects (a date not written as YYYY-MM-DD, an amount that is not an
-integer or so large that a 64-bit sum could overflow, a customer id that is not an integer): then ``None`` is
-returned and the caller runs the SQL. tests/test_purchase_scan.py compares both ways on random purchases, and
+integer or so large that a 64-bit sum could overflow, a customer id that is not an integer, bytes that are not
+UTF-8): then ``None`` is returned and the caller runs the SQL. One known difference, on purpose: an amount
+stored as a BLOB of digits (only raw SQL binding bytes can write one) counts as that number here, where the
+SQL's SUM turns into a real number and the run fails; telling blobs apart would cost a ``typeof`` on every row
+(0.5 s at 5M purchases). tests/test_purchase_scan.py compares both ways on random purchases, and
 with CRM_CLASS_CACHE=check (the test suite's mode) every full read is compared with the SQL's
 (``classify._full_read``).
 
@@ -54,9 +57,10 @@ def _epoch(day: date) -> int:
     return (day - date(1970, 1, 1)).days
 
 
-def _ranges(cursor: Any) -> Iterator[tuple[int, int | None, bool]]:
-    """(first, last or None for no end, alone): ranges of whole customers of at most CHUNK_ROWS purchases
-    in all, ascending; ``alone``: one customer with more purchases than that."""
+def _ranges(cursor: Any) -> Iterator[tuple[Any, Any, bool]]:
+    """(first, end or None, alone): ranges ``first <= customer_id < end`` of whole customers of at most
+    CHUNK_ROWS purchases in all, ascending; ``alone``: one customer with more purchases than that. The ids
+    are as stored: the caller gives way on any that is not an integer."""
     walk = (f"SELECT customer_id FROM purchase INDEXED BY {PURCHASE_INDEX} WHERE customer_id >= ? "
             "ORDER BY customer_id LIMIT 1 OFFSET ?")
     (a,) = cursor.execute("SELECT min(customer_id) FROM purchase").fetchone()
@@ -66,10 +70,10 @@ def _ranges(cursor: Any) -> Iterator[tuple[int, int | None, bool]]:
             yield a, None, False
             return
         if b == a:
-            yield a, a, True
+            yield a, None, True
             (a,) = cursor.execute("SELECT min(customer_id) FROM purchase WHERE customer_id > ?", (a,)).fetchone()
         else:
-            yield a, b - 1, False
+            yield a, b, False
             a = b
 
 
@@ -93,24 +97,35 @@ def _chunks(session: Session, start: date | None, as_of: date, aggregate: Any, w
         if top is not None and not isinstance(top, int):
             return None
         for a, b, alone in _ranges(cursor):
+            if not isinstance(a, int) or not isinstance(b, (int, type(None))):
+                return None  # a real number among the ids (2.5 would fall between two ranges)
             if alone:  # streamed by SQLite, whatever that customer's number of purchases
                 parts.append(np.asarray(sql_rows([a]), dtype=np.int64).reshape(-1, width))
                 continue
-            bound = " AND customer_id <= ?" if b is not None else ""
+            bound = " AND customer_id < ?" if b is not None else ""
             try:
                 row = cursor.execute(sql + bound + dates, (a, *((b,) if b is not None else ()), *tail)).fetchone()
-            except db_errors() as e:  # a text over SQLite's string limit (1 GB, or lowered by the application)
-                if "too big" not in str(e):
+            except db_errors() as e:
+                # a text over SQLite's string limit (1 GB, or lowered by the application), or bytes that are not
+                # UTF-8 (another program's write): the SQL, which does arithmetic on them, decides
+                if "too big" not in str(e) and "decode" not in str(e).lower():
                     raise
                 return None
             cols = _parse(row)
             if cols is None:
                 return None
             if len(cols[0]):
-                parts.append(aggregate(cols))
+                try:
+                    parts.append(aggregate(cols))
+                except _GiveWay:
+                    return None
     finally:
         cursor.close()
     return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.int64)
+
+
+class _GiveWay(Exception):
+    """A value the packed rows cannot hold as the SQL would."""
 
 
 def _parse(row: tuple[Any, ...]) -> tuple[Any, Any, Any, Any] | None:
@@ -166,6 +181,8 @@ def _history(cols: tuple[Any, Any, Any, Any], starts: list[int]) -> Any:
     sc, sd = cust[sale], day[sale]
     new_day = np.r_[True, (sc[1:] != sc[:-1]) | (sd[1:] != sd[:-1])] if len(sc) else np.zeros(0, dtype=bool)
     days = np.bincount(np.searchsorted(ids, sc[new_day]), minlength=len(ids)).astype(np.int64)
+    if len(days) and int(days.max()) >= 1 << (63 - 2 * DAY_BITS):
+        raise _GiveWay  # would not fit the packed integer (the SQL's overflows into a real number)
     packed = (np.where(first == big, 0, first + DAY_OFFSET) + (np.where(last == -big, 0, last + DAY_OFFSET) << DAY_BITS)
               + (days << (2 * DAY_BITS)))
     out = [ids, packed]
