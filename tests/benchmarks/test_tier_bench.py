@@ -29,9 +29,9 @@ rescoring 1.18x, recompute after 5,000 new sales 1.49x: the day-to-day runs meet
 (docs/tiers.md). The commands run with CRM_CLASS_CACHE=on (the suite's conftest sets "check").
 
 Seventh session of 2026-11-30 (numpy aggregation of the purchase rows on SQLite, staged rows in memory, the
-counting triggers out of the run's own write), quiet machine, floor 3.36 s CPU over the covering index and
-12.63 s CPU as planned, CPU against each: rfm first 0.87x / 3.27x, recompute first 1.47x / 5.52x, same as-of
-0.28x / 1.07x, next day 0.39x / 1.46x, rfm rescoring 0.33x / 1.25x, +5,000 sales 0.40x / 1.52x.
+counting triggers out of the run's own write), quiet machine, floor 3.75 s CPU over the covering index and
+13.83 s CPU as planned, CPU against each: rfm first 0.76x / 2.79x, recompute first 1.28x / 4.71x, same as-of
+0.27x / 1.01x, next day 0.33x / 1.20x, rfm rescoring 0.30x / 1.12x, +5,000 sales 0.35x / 1.30x.
 
 Run:  pytest tests/benchmarks/test_tier_bench.py -m benchmark -s
 Size: CRM_BENCH_CUSTOMERS (default 1,000,000) customers and CRM_BENCH_PURCHASES (default 5 x customers)
